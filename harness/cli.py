@@ -1,0 +1,140 @@
+"""The ``harness`` command line (click). Heavy modules are imported inside each command so that
+``harness --help`` answers in a fraction of a second."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+
+def _fail(message: str, code: int = 1):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="autoresearch-harness")
+def main():
+    """Autonomous ML research in a git sandbox: an agent edits train.py, the harness checks,
+    trains, scores (val_bpb), keeps or discards, and records every experiment."""
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--corpus", default="shakespeare", show_default=True,
+              help="shakespeare | tinystories | pystdlib | a path to a text file or folder")
+@click.option("--time-budget", "time_budget", type=int, default=60, show_default=True,
+              help="training seconds per experiment (use 300 on a GPU, as autoresearch does)")
+@click.option("--tag", default=None, help="run tag; experiments go on branch autoresearch/<tag> (default: today, e.g. nov21)")
+def init(directory: Path, corpus: str, time_budget: int, tag: str | None):
+    """Create a sandbox in DIRECTORY and prepare its data."""
+    from .init import InitError, create_sandbox, default_tag
+
+    try:
+        cfg = create_sandbox(directory, corpus, time_budget, tag or default_tag())
+    except InitError as exc:
+        _fail(str(exc))
+    click.echo(f"\nSandbox ready in {directory} on branch {cfg.branch} (time budget {cfg.time_budget_s} s).")
+    click.echo("Next:")
+    click.echo(f"  harness start {directory} --hours 8        # run experiments (Ctrl-C stops cleanly)")
+    click.echo(f"  harness status {directory}                 # from another terminal")
+    click.echo(f"  harness log {directory}                    # the results so far")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--hours", type=float, help="stop starting experiments after this many hours")
+@click.option("--minutes", type=float, help="stop starting experiments after this many minutes")
+@click.option("--max-experiments", type=int, help="run at most this many experiments in this session")
+@click.option("--agent", "agent_spec", default=None,
+              help="local (embedded model, default) | local:PATH.gguf | scripted:FILE")
+@click.option("--seed", type=int, default=None, help="sampling seed of the local model")
+def start(directory: Path, hours, minutes, max_experiments, agent_spec, seed):
+    """Run the research loop in the sandbox DIRECTORY (default: here).
+
+    The first experiment of a new sandbox is the unmodified baseline. An experiment that has
+    started always finishes (or is recorded as interrupted on Ctrl-C); no new one starts when the
+    time left is shorter than a typical experiment.
+    """
+    if sum(x is not None for x in (hours, minutes)) > 1:
+        _fail("give --hours or --minutes, not both", 2)
+    if hours is None and minutes is None and max_experiments is None:
+        _fail("say how long to run: --hours H, --minutes M or --max-experiments N", 2)
+    from .agents import AgentSpecError, make_agent
+    from .config import ConfigError, load
+    from .display import Display
+    from .ledger import LedgerError
+    from .loop import Limits, Session, run_until
+    from .sandbox import SandboxError
+    from .state import AlreadyRunning
+
+    try:
+        cfg = load(directory)
+    except ConfigError as exc:
+        _fail(str(exc))
+    duration_s = hours * 3600 if hours is not None else (minutes * 60 if minutes is not None else None)
+    limits = Limits(deadline=None if duration_s is None else time.time() + duration_s, max_experiments=max_experiments)
+    display = Display(cfg.time_budget_s, cfg.hard_limit_s)
+    spec = agent_spec or cfg.agent
+    display.message(f"loading agent {spec} ...")
+    try:
+        agent = make_agent(spec, seed=seed)
+    except AgentSpecError as exc:
+        _fail(str(exc))
+    try:
+        with display:
+            done = run_until(Session(directory, cfg, agent, display, limits))
+    except KeyboardInterrupt:
+        click.echo("stopped: the experiment in flight was recorded as interrupted and the tree reset.", err=True)
+        sys.exit(130)
+    except (AlreadyRunning, SandboxError, LedgerError) as exc:
+        _fail(str(exc))
+    click.echo(f"done: {done} experiments this session. See `harness log {directory}` and `git log`.")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+def status(directory: Path):
+    """Show what the harness in DIRECTORY is doing now, and the best result so far."""
+    from .report import print_status
+
+    print_status(directory)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--last", type=int, default=None, help="only the last N experiments")
+def log(directory: Path, last):
+    """Show results.tsv of DIRECTORY as a table."""
+    from .report import print_log
+
+    print_log(directory, last)
+
+
+@main.group()
+def rails():
+    """Static checks on train.py files."""
+
+
+@rails.command("check")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--against", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="the parent file, for rules that judge what changed")
+def rails_check(file: Path, against: Path | None):
+    """Run every rail on FILE; exit 0 when clean, 1 on violations."""
+    from rails import RailConfig, check_source
+
+    old = against.read_text(encoding="utf-8") if against else None
+    violations = check_source(old, file.read_bytes(), RailConfig())
+    for v in violations:
+        click.echo(v.format(str(file)))
+    if violations:
+        sys.exit(1)
+    click.echo(f"ok: {file} passes the rails")
+
+
+if __name__ == "__main__":
+    main()

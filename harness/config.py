@@ -1,0 +1,149 @@
+"""The sandbox's ``harness.toml``: what the harness may edit, how it runs an experiment, which agent.
+
+Read with :mod:`tomllib` (Python 3.11+; the ``tomli`` backport on 3.10). ``harness init`` writes
+the file from :func:`render`; the human may edit it afterwards.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFIG_NAME = "harness.toml"
+
+
+class ConfigError(Exception):
+    """harness.toml (or prepare.py's constants) is missing, malformed or inconsistent.
+
+    The message says what is wrong and which file to edit.
+    """
+
+
+@dataclass(frozen=True)
+class HarnessConfig:
+    """Settings of one sandbox.
+
+    Attributes:
+        tag: run tag; experiments are committed on branch ``autoresearch/<tag>``.
+        editable_files: paths (relative to the sandbox) an agent may change.
+        command: argv of one experiment; a leading ``"python"`` means the harness's interpreter.
+        time_budget_s: training time budget in seconds (must equal ``TIME_BUDGET`` in prepare.py).
+        allowance_s: extra wall-clock seconds for start-up and evaluation; the hard kill comes at
+            ``time_budget_s + allowance_s``.
+        over_budget_tolerance_s: trained seconds beyond the budget tolerated before a run is
+            ``over_budget``.
+        agent: agent spec used when ``harness start`` gets no ``--agent``.
+        keep_policy: ``"greedy"`` (keep when val_bpb beats the best so far, Karpathy's rule).
+    """
+
+    tag: str
+    editable_files: tuple[str, ...] = ("train.py",)
+    command: tuple[str, ...] = ("python", "train.py")
+    time_budget_s: int = 60
+    allowance_s: float = 120.0
+    over_budget_tolerance_s: float = 10.0
+    agent: str = "local"
+    keep_policy: str = "greedy"
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def branch(self) -> str:
+        """The experiment branch, ``autoresearch/<tag>``."""
+        return f"autoresearch/{self.tag}"
+
+    @property
+    def hard_limit_s(self) -> float:
+        """Wall-clock seconds after which an experiment's whole process group is killed."""
+        return self.time_budget_s + self.allowance_s
+
+
+def render(cfg: HarnessConfig) -> str:
+    """Return the text of a ``harness.toml`` holding ``cfg``, with a comment on each setting."""
+    files = ", ".join(f'"{f}"' for f in cfg.editable_files)
+    command = ", ".join(f'"{c}"' for c in cfg.command)
+    return f"""# autoresearch-harness settings for this sandbox (see the README).
+
+[sandbox]
+tag = "{cfg.tag}"                    # experiments go on branch autoresearch/<tag>
+editable_files = [{files}]   # the only files an agent may change
+
+[run]
+command = [{command}]   # "python" means the harness's own interpreter
+time_budget_s = {cfg.time_budget_s}              # training seconds; must equal TIME_BUDGET in prepare.py
+allowance_s = {cfg.allowance_s:g}              # extra seconds for start-up and evaluation before the hard kill
+over_budget_tolerance_s = {cfg.over_budget_tolerance_s:g}   # trained seconds past the budget before a run is over_budget
+
+[agent]
+spec = "{cfg.agent}"                 # local | scripted:FILE (API models come next)
+
+[policy]
+keep = "{cfg.keep_policy}"                # keep when val_bpb beats the best so far
+"""
+
+
+def load(sandbox: Path) -> HarnessConfig:
+    """Read ``<sandbox>/harness.toml`` and check it against ``prepare.py``.
+
+    Raises:
+        ConfigError: the file is missing or malformed, a value has the wrong type, or
+            ``time_budget_s`` differs from ``TIME_BUDGET`` in prepare.py.
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    path = Path(sandbox) / CONFIG_NAME
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path} not found: this is not a harness sandbox. Create one with `harness init DIR`."
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}. Fix the file and start again.") from None
+    sandbox_t, run, agent, policy = (data.get(k, {}) for k in ("sandbox", "run", "agent", "policy"))
+    try:
+        cfg = HarnessConfig(
+            tag=str(sandbox_t["tag"]),
+            editable_files=tuple(str(f) for f in sandbox_t.get("editable_files", ["train.py"])),
+            command=tuple(str(c) for c in run.get("command", ["python", "train.py"])),
+            time_budget_s=int(run.get("time_budget_s", 60)),
+            allowance_s=float(run.get("allowance_s", 120.0)),
+            over_budget_tolerance_s=float(run.get("over_budget_tolerance_s", 10.0)),
+            agent=str(agent.get("spec", "local")),
+            keep_policy=str(policy.get("keep", "greedy")),
+            extra=data,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: bad or missing setting ({exc}). Compare with the README.") from None
+    if cfg.keep_policy != "greedy":
+        raise ConfigError(f"{path}: keep = {cfg.keep_policy!r} is not supported; use \"greedy\".")
+    budget = read_constant(Path(sandbox) / "prepare.py", "TIME_BUDGET")
+    if budget is not None and int(budget) != cfg.time_budget_s:
+        raise ConfigError(
+            f"time budget mismatch: {CONFIG_NAME} says time_budget_s = {cfg.time_budget_s}, "
+            f"prepare.py says TIME_BUDGET = {budget}. Make them equal (prepare.py is what train.py uses)."
+        )
+    return cfg
+
+
+def read_constant(path: Path, name: str):
+    """Return the literal value of the module-level assignment ``name = <literal>`` in ``path``.
+
+    Returns None when the file or the assignment is absent. Uses :mod:`ast` (no code is run).
+    """
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            try:
+                return ast.literal_eval(node.value)
+            except ValueError:
+                return None
+    return None

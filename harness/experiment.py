@@ -1,0 +1,163 @@
+"""One experiment, end to end: check -> commit -> run -> decide -> record.
+
+Data flows one way (DESIGN.md): the proposal is validated (unified diff parses and applies, touches
+only editable files, every rail passes), committed on the experiment branch, run with the time box,
+judged by the greedy keep policy, and recorded in the ledger. A refused proposal is recorded too
+(``patch_failed``, ``syntax_error``, ``rail_blocked``) without a commit, its diff kept in
+``runs/<n>/proposal.diff``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+from .agents.base import Proposal, Usage
+from .config import HarnessConfig
+from .ledger import ExperimentRecord, Ledger
+from .sandbox import Sandbox, commit_message
+
+BASELINE = "baseline (unmodified train.py)"
+
+
+@dataclass
+class Checked:
+    """A proposal after validation: the new file texts, or the outcome and reason it was refused."""
+
+    files: Optional[dict]
+    outcome: Optional[str] = None
+    detail: str = ""
+    rail_verdicts: tuple = ()
+
+
+def check_proposal(proposal: Proposal, files: dict, cfg: HarnessConfig) -> Checked:
+    """Apply ``proposal.diff`` to ``files`` (name -> text) and run the rails on each changed file.
+
+    Returns a :class:`Checked` with ``files`` set when the proposal may run; otherwise ``outcome``
+    is ``patch_failed``, ``syntax_error`` or ``rail_blocked`` and ``detail`` says why.
+    """
+    from rails import RailConfig, check_source
+
+    from .patch import PatchError, apply_unified_diff
+
+    try:
+        changed = apply_unified_diff(proposal.diff, files, cfg.editable_files)
+    except PatchError as exc:
+        return Checked(None, "patch_failed", str(exc))
+    rail_cfg = RailConfig(editable_files=cfg.editable_files)
+    verdicts = []
+    for name, text in changed.items():
+        for v in check_source(files.get(name), text, rail_cfg):
+            verdicts.append({"file": name, "rule": v.rule, "line": v.line, "message": v.message, "hint": v.hint})
+    if verdicts:
+        outcome = "syntax_error" if all(v["rule"] == "syntax" for v in verdicts) else "rail_blocked"
+        detail = "; ".join(f"{v['file']}:{v['line']}: [{v['rule']}] {v['message']}" for v in verdicts)
+        return Checked(None, outcome, detail, tuple(verdicts))
+    if all(changed[n] == files.get(n) for n in changed):
+        return Checked(None, "patch_failed", "the diff changes nothing")
+    return Checked(changed)
+
+
+def decide(run_outcome: str, val_bpb: Optional[float], best: Optional[float]) -> str:
+    """Greedy keep policy (Karpathy's loop): ``improved`` when a scored run beats ``best``
+    strictly (or there is no best yet), ``not_improved`` otherwise; failures keep their outcome."""
+    if run_outcome != "ok":
+        return run_outcome
+    return "improved" if best is None or val_bpb < best else "not_improved"
+
+
+class ExperimentRunner:
+    """Runs numbered experiments in one sandbox and records each.
+
+    Args:
+        sandbox: the git sandbox, checked out on its experiment branch with a clean tree.
+        ledger: where rows go.
+        cfg: the sandbox's settings.
+        agent_name: the agent spec recorded in trailers and rows.
+    """
+
+    def __init__(self, sandbox: Sandbox, ledger: Ledger, cfg: HarnessConfig, agent_name: str):
+        self.sandbox, self.ledger, self.cfg, self.agent_name = sandbox, ledger, cfg, agent_name
+
+    def run_dir(self, n: int) -> Path:
+        """``runs/<n>/`` of the sandbox."""
+        return self.sandbox.path / "runs" / str(n)
+
+    def record_refusal(self, n: int, proposal: Optional[Proposal], outcome: str, detail: str,
+                       started: float, usage: Usage, verdicts=()) -> ExperimentRecord:
+        """Record an experiment that never ran (``llm_error``, ``patch_failed``, rail refusals)."""
+        best, _ = self.ledger.best()
+        desc = proposal.description if proposal else "no proposal"
+        rec = self._record(n, outcome, f"{desc} [{outcome}: {detail}]"[:300], started, usage,
+                           parent=self.sandbox.head(), parent_val_bpb=best, detail=detail,
+                           proposal_format=proposal.format if proposal else None,
+                           knob=proposal.knob if proposal else None, rail_verdicts=list(verdicts))
+        self.ledger.append(rec)
+        return rec
+
+    def run(self, n: int, proposal: Optional[Proposal], new_files: dict, started: float,
+            on_tick: Callable[[float], None] | None = None,
+            on_commit: Callable[[str], None] | None = None) -> ExperimentRecord:
+        """Commit ``new_files``, run, decide, move the branch and record experiment ``n``.
+
+        ``proposal`` None means the baseline (an empty commit of the current best). On
+        KeyboardInterrupt the run is killed, the commit is kept under the discarded refs, the tree
+        is reset, the experiment is recorded as ``interrupted``, and the interrupt is re-raised.
+        """
+        from .runner import run_experiment
+
+        best, _ = self.ledger.best()
+        parent = self.sandbox.head()
+        desc = proposal.description if proposal else BASELINE
+        usage = proposal.usage if proposal else Usage()
+        trailers = {"Experiment": n, "Status": "running", "Parent-Val-Bpb": _fmt(best), "Agent": self.agent_name}
+        commit = self.sandbox.commit_files(new_files, commit_message(desc, trailers))
+        if on_commit:
+            on_commit(commit)
+        try:
+            res = run_experiment(self.cfg.command, self.sandbox.path, self.run_dir(n), self.cfg.time_budget_s,
+                                 self.cfg.hard_limit_s, self.cfg.over_budget_tolerance_s, on_tick)
+        except KeyboardInterrupt:
+            commit = self.finish(n, parent, desc, "interrupted", None, best)
+            self.ledger.append(self._record(n, "interrupted", desc, started, usage, commit=commit, parent=parent,
+                                            parent_val_bpb=best, detail="stopped by the user",
+                                            proposal_format=proposal.format if proposal else None))
+            raise
+        outcome = decide(res.outcome, res.val_bpb, best)
+        commit = self.finish(n, parent, desc, outcome, res.val_bpb, best)
+        rec = self._record(n, outcome, desc, started, usage, commit=commit, parent=parent, parent_val_bpb=best,
+                           val_bpb=res.val_bpb, run_s=round(res.wall_s, 3), train_s=res.train_s,
+                           peak_mem_gb=round(res.peak_mem_gb, 3), detail=res.detail,
+                           proposal_format=proposal.format if proposal else None,
+                           knob=proposal.knob if proposal else None)
+        self.ledger.append(rec)
+        return rec
+
+    def finish(self, n: int, parent: str, desc: str, outcome: str, val_bpb, best) -> str:
+        """Write the final trailers on HEAD, then keep it (branch stays) or discard it (ref under
+        ``refs/autoresearch/discarded/<n>``, reset to ``parent``). Returns the experiment's sha."""
+        from .ledger import STATUS_OF
+
+        status = STATUS_OF[outcome]
+        trailers = {"Experiment": n, "Status": status, "Outcome": outcome, "Val-Bpb": _fmt(val_bpb),
+                    "Parent-Val-Bpb": _fmt(best), "Agent": self.agent_name}
+        commit = self.sandbox.amend_message(commit_message(desc, trailers))
+        if status != "keep":
+            self.sandbox.discard(n, parent)
+        return commit
+
+    def _record(self, n, outcome, desc, started, usage: Usage, **fields) -> ExperimentRecord:
+        return ExperimentRecord(
+            experiment=n, outcome=outcome, description=desc, agent=self.agent_name,
+            started_at=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+            wall_s=round(time.time() - started, 3), llm_calls=usage.llm_calls,
+            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            llm_s=round(usage.llm_s, 3), retries=usage.retries, **fields,
+        )
+
+
+def _fmt(val) -> Optional[str]:
+    return None if val is None else f"{val:.6f}"

@@ -1,0 +1,94 @@
+"""``harness init``: create a sandbox from ``sandbox_repo_template/`` and ``program.md``.
+
+Steps: copy the template, write the chosen corpus and time budget into prepare.py's constants,
+write ``harness.toml``, ``git init`` with a first commit on ``main``, create branch
+``autoresearch/<tag>``, then run ``python prepare.py`` (download, tokenizer, token files; it shows
+its own progress bar).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+from .config import HarnessConfig, render
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_DIR = REPO_ROOT / "sandbox_repo_template"
+PROGRAM = REPO_ROOT / "program.md"
+
+
+class InitError(Exception):
+    """The sandbox could not be created; the message says why and what to do."""
+
+
+def default_tag() -> str:
+    """Today's date as a short tag, e.g. ``nov21`` (the style of autoresearch's run tags)."""
+    return date.today().strftime("%b%d").lower()
+
+
+def set_constant(source: str, name: str, value_literal: str) -> str:
+    """Replace the value of the module-level line ``NAME = ...`` (keeping its comment).
+
+    Raises:
+        InitError: there is not exactly one such line.
+    """
+    pattern = re.compile(rf"^({re.escape(name)}\s*=\s*)([^#\n]*?)(\s*(#.*)?)$", re.M)
+    new, count = pattern.subn(lambda m: f"{m.group(1)}{value_literal}{m.group(3)}", source)
+    if count != 1:
+        raise InitError(f"prepare.py must have exactly one `{name} = ...` line (found {count})")
+    return new
+
+
+def create_sandbox(dest: Path, corpus: str, time_budget_s: int, tag: str, prepare: bool = True) -> HarnessConfig:
+    """Create a sandbox in ``dest`` (which must not exist or be empty) and prepare its data.
+
+    Args:
+        dest: the new sandbox folder.
+        corpus: ``shakespeare``, ``tinystories``, ``pystdlib`` or a path to a text file or folder.
+        time_budget_s: training seconds per experiment (written to prepare.py and harness.toml).
+        tag: run tag; experiments go on branch ``autoresearch/<tag>``.
+        prepare: run ``python prepare.py`` (data download and tokenization) at the end.
+
+    Raises:
+        InitError: ``dest`` is not empty, an argument is invalid, or data preparation failed (the
+            sandbox is then complete but unprepared; the message says how to retry).
+    """
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        hint = " It is already a sandbox: continue with `harness start %s`." % dest if (dest / "harness.toml").exists() else ""
+        raise InitError(f"{dest} exists and is not empty.{hint}")
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", tag):
+        raise InitError(f"tag {tag!r} must be letters, digits, '.', '_' or '-'")
+    if time_budget_s < 1:
+        raise InitError("--time-budget must be at least 1 second")
+    if not TEMPLATE_DIR.is_dir() or not PROGRAM.is_file():
+        raise InitError(f"template not found at {TEMPLATE_DIR}; install the harness from its source checkout (pip install -e .)")
+    if corpus not in ("shakespeare", "tinystories", "pystdlib"):
+        path = Path(corpus).expanduser().resolve()
+        if not path.exists():
+            raise InitError(f"corpus {corpus!r} is neither a known name (shakespeare, tinystories, pystdlib) nor an existing path")
+        corpus = str(path)
+    shutil.copytree(TEMPLATE_DIR, dest, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "runs", "metrics.json"))
+    shutil.copy(PROGRAM, dest / "program.md")
+    prep = dest / "prepare.py"
+    text = set_constant(prep.read_text(encoding="utf-8"), "CORPUS", repr(corpus).replace("'", '"'))
+    prep.write_text(set_constant(text, "TIME_BUDGET", str(int(time_budget_s))), encoding="utf-8")
+    cfg = HarnessConfig(tag=tag, time_budget_s=int(time_budget_s))
+    (dest / "harness.toml").write_text(render(cfg), encoding="utf-8")
+    from .sandbox import Sandbox
+
+    Sandbox.create(dest, cfg.branch, "sandbox from autoresearch-harness template")
+    if prepare:
+        proc = subprocess.run([sys.executable, "prepare.py"], cwd=dest)
+        if proc.returncode != 0:
+            raise InitError(
+                f"data preparation failed (exit {proc.returncode}); the sandbox exists, fix the cause above and run "
+                f"`cd {dest} && python prepare.py`, then `harness start {dest}`."
+            )
+    return cfg

@@ -1,0 +1,179 @@
+"""The ledger: ``results.tsv`` (Karpathy's five columns) and ``trajectory.jsonl`` (one JSON object
+per experiment), written by the harness only.
+
+Each experiment appends one line to each file under a :mod:`filelock` lock, then flushes and
+fsyncs both before the next experiment starts, so a crash loses at most the experiment in flight.
+``trajectory.jsonl`` is written first and is the richer record; ``results.tsv`` is the view that
+autoresearch's analysis tools read: ``commit val_bpb memory_gb status description``, tab-separated,
+val_bpb with 6 decimals and memory_gb with 1, crashes as ``0.000000`` and ``0.0``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from filelock import FileLock
+
+RESULTS_NAME = "results.tsv"
+TRAJECTORY_NAME = "trajectory.jsonl"
+RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
+
+#: Outcome taxonomy (DESIGN.md) -> results.tsv status. Anything not scored is a ``crash`` row.
+STATUS_OF = {
+    "improved": "keep",
+    "not_improved": "discard",
+    "over_budget": "discard",
+    "integrity_violation": "discard",
+    "patch_failed": "crash",
+    "rail_blocked": "crash",
+    "syntax_error": "crash",
+    "crash": "crash",
+    "oom": "crash",
+    "nan": "crash",
+    "timeout": "crash",
+    "missing_metric": "crash",
+    "preempted": "crash",
+    "llm_error": "crash",
+    "interrupted": "crash",
+}
+
+
+class LedgerError(Exception):
+    """The ledger could not be written (disk full, permissions); nothing partial was kept."""
+
+
+@dataclass
+class ExperimentRecord:
+    """One experiment as recorded in trajectory.jsonl (fields of DESIGN.md, plus a few).
+
+    ``commit`` is the full sha of the experiment's commit, or None when the proposal never became
+    a commit (``patch_failed``, ``rail_blocked``, ``syntax_error``, ``llm_error``). Seconds are wall
+    clock; ``peak_mem_gb`` as in :class:`harness.runner.RunResult`.
+    """
+
+    experiment: int
+    outcome: str
+    description: str
+    agent: str
+    commit: Optional[str] = None
+    parent: Optional[str] = None
+    val_bpb: Optional[float] = None
+    parent_val_bpb: Optional[float] = None
+    proposal_format: Optional[str] = None
+    rail_verdicts: list = field(default_factory=list)
+    started_at: str = ""
+    wall_s: float = 0.0
+    run_s: Optional[float] = None
+    train_s: Optional[float] = None
+    peak_mem_gb: float = 0.0
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    llm_s: float = 0.0
+    retries: int = 0
+    detail: str = ""
+    knob: Optional[dict] = None
+
+    @property
+    def status(self) -> str:
+        """``keep``, ``discard`` or ``crash`` (from :data:`STATUS_OF`)."""
+        return STATUS_OF[self.outcome]
+
+    def to_json(self) -> dict:
+        """The trajectory object (``status`` included)."""
+        return {**asdict(self), "status": self.status}
+
+    def results_row(self) -> str:
+        """The results.tsv line (tab-separated, newline-terminated)."""
+        scored = self.val_bpb is not None and self.status != "crash"
+        desc = " ".join(self.description.replace("\t", " ").split()) or "-"
+        return "\t".join([
+            (self.commit or "-")[:7],
+            f"{self.val_bpb:.6f}" if scored else "0.000000",
+            f"{self.peak_mem_gb:.1f}" if scored else "0.0",
+            self.status,
+            desc,
+        ]) + "\n"
+
+
+def _append(path: Path, text: str) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+class Ledger:
+    """results.tsv + trajectory.jsonl of one sandbox.
+
+    Args:
+        sandbox: the sandbox folder; the lock file is ``.harness/ledger.lock`` inside it.
+    """
+
+    def __init__(self, sandbox: Path):
+        self.sandbox = Path(sandbox)
+        self.results_path = self.sandbox / RESULTS_NAME
+        self.trajectory_path = self.sandbox / TRAJECTORY_NAME
+        (self.sandbox / ".harness").mkdir(exist_ok=True)
+        self.lock = FileLock(str(self.sandbox / ".harness" / "ledger.lock"))
+
+    def append(self, record: ExperimentRecord) -> None:
+        """Append ``record`` to both files, fsynced, under the ledger lock.
+
+        Raises:
+            LedgerError: a write failed (for example the disk is full); a partially written line
+                is truncated away so the files stay parseable.
+        """
+        with self.lock:
+            sizes = {p: (p.stat().st_size if p.exists() else None)
+                     for p in (self.trajectory_path, self.results_path)}
+            try:
+                if sizes[self.results_path] in (None, 0):
+                    _append(self.results_path, RESULTS_HEADER)
+                _append(self.trajectory_path, json.dumps(record.to_json(), sort_keys=True) + "\n")
+                _append(self.results_path, record.results_row())
+            except OSError as exc:
+                for path, size in sizes.items():
+                    try:
+                        if size is None:
+                            path.unlink(missing_ok=True)
+                        else:
+                            os.truncate(path, size)
+                    except OSError:
+                        pass
+                raise LedgerError(
+                    f"could not write the ledger in {self.sandbox} ({exc}); nothing of experiment "
+                    f"{record.experiment} was recorded. Free disk space or fix permissions, then "
+                    "`harness start` again."
+                ) from exc
+
+    def records(self) -> list[dict]:
+        """All trajectory objects in order (a torn last line, from a crash, is skipped)."""
+        if not self.trajectory_path.exists():
+            return []
+        out = []
+        with self.lock:
+            lines = self.trajectory_path.read_text(encoding="utf-8").splitlines()
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def next_experiment(self) -> int:
+        """The number of the next experiment (1 for a new sandbox)."""
+        recs = self.records()
+        return (max(r["experiment"] for r in recs) + 1) if recs else 1
+
+    def best(self) -> tuple[Optional[float], Optional[str]]:
+        """(best kept val_bpb, its commit) so far, or (None, None)."""
+        kept = [r for r in self.records() if r["status"] == "keep" and r.get("val_bpb") is not None]
+        if not kept:
+            return None, None
+        top = min(kept, key=lambda r: r["val_bpb"])
+        return top["val_bpb"], top["commit"]

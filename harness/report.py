@@ -1,0 +1,70 @@
+"""``harness status`` and ``harness log``: read-only views of a sandbox for another terminal."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .ledger import RESULTS_NAME, Ledger
+from .state import read_state
+
+STATUS_STYLE = {"keep": "green", "discard": "yellow", "crash": "red"}
+
+
+def _ago(ts) -> str:
+    if not ts:
+        return "?"
+    s = int(time.time() - ts)
+    return f"{s // 60}m{s % 60:02d}s"
+
+
+def print_status(sandbox: Path, console: Console | None = None) -> None:
+    """Print whether a harness is running in ``sandbox``, its phase and experiment, the counts of
+    keep/discard/crash and the best val_bpb."""
+    console = console or Console()
+    sandbox = Path(sandbox)
+    if not (sandbox / "harness.toml").exists():
+        console.print(f"{sandbox} is not a harness sandbox (no harness.toml).")
+        raise SystemExit(1)
+    state = read_state(sandbox)
+    records = Ledger(sandbox).records()
+    if state.get("alive") and state.get("phase") != "finished":
+        line = f"running (pid {state['pid']}, agent {state.get('agent')}): {state.get('phase')} experiment {state.get('experiment')}"
+        if state.get("phase") == "running":
+            line += f" for {_ago(state.get('run_started_at'))}"
+        console.print(line)
+        if state.get("description"):
+            console.print(f"  {state['description']}")
+        if state.get("deadline"):
+            console.print(f"  time left in the run: {max(0, int(state['deadline'] - time.time())) // 60} min")
+    else:
+        console.print("not running" + (f" (last session ended {_ago(state.get('updated_at'))} ago)" if state else ""))
+    counts = {s: sum(r["status"] == s for r in records) for s in ("keep", "discard", "crash")}
+    console.print(f"experiments: {len(records)} ({counts['keep']} keep, {counts['discard']} discard, {counts['crash']} crash)")
+    best, commit = Ledger(sandbox).best()
+    if best is not None:
+        console.print(f"best val_bpb: {best:.6f} at {commit[:7]}")
+
+
+def print_log(sandbox: Path, last: int | None = None, console: Console | None = None) -> None:
+    """Print results.tsv of ``sandbox`` as a table (the last ``last`` rows when given)."""
+    console = console or Console()
+    path = Path(sandbox) / RESULTS_NAME
+    if not path.exists():
+        console.print(f"no experiments yet ({path} does not exist)")
+        return
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    table = Table(title=str(path))
+    for col in ("#", "commit", "val_bpb", "memory_gb", "status", "description"):
+        table.add_column(col, justify="right" if col in ("#", "val_bpb", "memory_gb") else "left")
+    numbered = list(enumerate(rows, 1))
+    for i, row in numbered[-last:] if last else numbered:
+        style = STATUS_STYLE.get(row.get("status", ""), "")
+        table.add_row(str(i), row.get("commit", ""), row.get("val_bpb", ""), row.get("memory_gb", ""),
+                      f"[{style}]{row.get('status', '')}[/]", row.get("description", ""))
+    console.print(table)

@@ -1,0 +1,215 @@
+"""Run one experiment as a child process with a hard time limit, and classify what happened.
+
+The child (``python train.py`` by default) runs in its own session and process group
+(``start_new_session=True``) so that the hard wall-clock kill reaches every descendant, with a
+scrubbed environment (an allowlist; nothing that looks like a key, token or secret passes), and
+with stdout and stderr sent to ``runs/<n>/run.log``. The metric comes from the JSON result file
+that ``prepare.evaluate_bpb`` writes to ``$AUTORESEARCH_RESULT_FILE``; the text the script prints
+is never read for the score (only a crash's log tail is kept for the agent and the human).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+RESULT_ENV = "AUTORESEARCH_RESULT_FILE"
+_ENV_ALLOW = {
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR", "SHELL",
+    "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHASHSEED", "AUTORESEARCH_CACHE",
+    "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "CUDA_PATH", "LD_LIBRARY_PATH", "NVIDIA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ENABLE_MPS_FALLBACK",
+    "XDG_CACHE_HOME",
+}
+_ENV_ALLOW_PREFIX = ("LC_",)
+_SECRET_WORDS = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
+_OOM_PATTERNS = re.compile(r"OutOfMemoryError|CUDA out of memory|MemoryError|Cannot allocate memory|MPS backend out of memory")
+_NAN_PATTERNS = re.compile(r"FAIL: loss (is nan|exploded)|loss is nan", re.I)
+KILL_GRACE_S = 5.0
+POLL_S = 0.25
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one experiment run produced.
+
+    Attributes:
+        outcome: ``ok`` (scored), or a failure from the outcome taxonomy: ``crash``, ``oom``,
+            ``nan``, ``timeout``, ``missing_metric``, ``over_budget``, ``preempted``.
+        val_bpb: bits per byte from the trusted result file, or None.
+        exit_code: the child's exit code (negative: killed by that signal), None if never started.
+        wall_s: wall-clock seconds from start to exit (or kill).
+        train_s: training seconds measured by prepare.py, or None.
+        peak_mem_gb: on CUDA the peak allocated GPU memory in GiB (``peak_vram_mb / 1024``, as
+            Karpathy's ``memory_gb``); elsewhere the child's peak resident set size in GB.
+        log_path: the run's log file.
+        log_tail: the last lines of the log (crash tracebacks), at most ~4 KB.
+        detail: one line saying why a failed run failed.
+    """
+
+    outcome: str
+    val_bpb: Optional[float]
+    exit_code: Optional[int]
+    wall_s: float
+    train_s: Optional[float]
+    peak_mem_gb: float
+    log_path: Path
+    log_tail: str
+    detail: str = ""
+
+
+def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: an allowlist of harmless variables from ours, minus anything whose
+    name looks like a secret (``*KEY*``, ``*TOKEN*``, ``*SECRET*`` ...), plus ``extra``."""
+    env = {
+        k: v for k, v in os.environ.items()
+        if (k in _ENV_ALLOW or k.startswith(_ENV_ALLOW_PREFIX)) and not _SECRET_WORDS.search(k)
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def resolve_command(command: Sequence[str]) -> list[str]:
+    """Replace a leading ``python`` with the harness's own interpreter (``sys.executable``)."""
+    argv = list(command)
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    return argv
+
+
+def _tail(path: Path, max_bytes: int = 4096) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _read_result(path: Path) -> tuple[Optional[dict], str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, "no result file: evaluate_bpb was never called (or the run was stopped before it)"
+    except (OSError, ValueError) as exc:
+        return None, f"result file unreadable: {exc}"
+    val = data.get("val_bpb") if isinstance(data, dict) else None
+    if not isinstance(val, (int, float)) or not math.isfinite(val) or val <= 0:
+        return None, f"result file has no valid val_bpb ({val!r})"
+    return data, ""
+
+
+def run_experiment(
+    command: Sequence[str],
+    cwd: Path,
+    run_dir: Path,
+    time_budget_s: float,
+    hard_limit_s: float,
+    over_budget_tolerance_s: float = 10.0,
+    on_tick: Callable[[float], None] | None = None,
+) -> RunResult:
+    """Run ``command`` in ``cwd`` and return a classified :class:`RunResult`.
+
+    Args:
+        command: argv; a leading ``python`` means this interpreter.
+        cwd: the sandbox folder.
+        run_dir: ``runs/<n>``; created; receives ``run.log`` and ``metrics.json``.
+        time_budget_s: the training budget, seconds (for the over-budget check).
+        hard_limit_s: wall-clock seconds after which the whole process group gets SIGTERM, then
+            SIGKILL after a grace of 5 s.
+        over_budget_tolerance_s: trained seconds past the budget that are still accepted.
+        on_tick: called about 4 times a second with the elapsed seconds (for a progress display).
+
+    Raises:
+        KeyboardInterrupt: re-raised after the child's group has been killed.
+        OSError: the command could not be started (e.g. missing interpreter).
+    """
+    import subprocess
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "run.log"
+    result_path = run_dir / "metrics.json"
+    result_path.unlink(missing_ok=True)
+    env = scrubbed_env({RESULT_ENV: str(result_path.resolve())})
+    start = time.monotonic()
+    timed_out = False
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            resolve_command(command), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        rusage = None
+        try:
+            while True:
+                pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                    break
+                elapsed = time.monotonic() - start
+                if on_tick:
+                    on_tick(elapsed)
+                if elapsed > hard_limit_s and not timed_out:
+                    timed_out = True
+                    _kill_group(proc.pid, signal.SIGTERM)
+                    kill_at = time.monotonic() + KILL_GRACE_S
+                if timed_out and time.monotonic() > kill_at:
+                    _kill_group(proc.pid, signal.SIGKILL)
+                time.sleep(POLL_S)
+        except BaseException:
+            _kill_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        finally:
+            _kill_group(proc.pid, signal.SIGKILL)  # stray descendants of a finished run
+    wall_s = time.monotonic() - start
+    maxrss_gb = (rusage.ru_maxrss * 1024 / 1e9) if rusage else 0.0  # ru_maxrss is KiB on Linux
+    return classify(proc.returncode, timed_out, wall_s, log_path, result_path, time_budget_s,
+                    over_budget_tolerance_s, hard_limit_s, maxrss_gb)
+
+
+def classify(exit_code, timed_out, wall_s, log_path, result_path, time_budget_s,
+             over_budget_tolerance_s, hard_limit_s, maxrss_gb) -> RunResult:
+    """Turn an exit status, the result file and the log into a :class:`RunResult` outcome."""
+    tail = _tail(log_path)
+    data, why = _read_result(result_path)
+    train_s = data.get("train_s") if data else None
+    vram_mb = float(data.get("peak_vram_mb") or 0.0) if data else 0.0
+    mem_gb = vram_mb / 1024 if vram_mb > 0 else maxrss_gb
+
+    def result(outcome, detail="", val=None):
+        return RunResult(outcome, val, exit_code, wall_s, train_s, mem_gb, log_path, tail, detail)
+
+    if timed_out:
+        return result("timeout", f"killed after the hard limit of {hard_limit_s:.0f} s")
+    if exit_code != 0:
+        if _OOM_PATTERNS.search(tail):
+            return result("oom", "ran out of memory")
+        if _NAN_PATTERNS.search(tail):
+            return result("nan", "loss became NaN or exploded")
+        if exit_code in (-signal.SIGKILL, 137):
+            return result("preempted", "killed from outside (SIGKILL) without an out-of-memory message")
+        return result("crash", f"exited with code {exit_code}")
+    if data is None:
+        return result("missing_metric", why)
+    if isinstance(train_s, (int, float)) and train_s > time_budget_s + over_budget_tolerance_s:
+        return result("over_budget", f"trained {train_s:.1f} s on a budget of {time_budget_s} s",
+                      float(data["val_bpb"]))
+    return result("ok", "", float(data["val_bpb"]))

