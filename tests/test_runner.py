@@ -1,0 +1,99 @@
+"""The runner: real child processes, classified outcomes, scrubbed environment, hard kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.runner import run_experiment, scrubbed_env
+
+CANARY = "sk-canary-0123456789abcdef"
+
+
+def run(tmp_path: Path, code: str, budget: float = 5, limit: float = 20, **kw):
+    return run_experiment(["python", "-c", code], tmp_path, tmp_path / "run", budget, limit, **kw)
+
+
+def write_result(val, train_s=1.0):
+    return (
+        "import json, os\n"
+        f"json.dump({{'val_bpb': {val!r}, 'train_s': {train_s!r}, 'peak_vram_mb': 0.0}},"
+        " open(os.environ['AUTORESEARCH_RESULT_FILE'], 'w'))\n"
+    )
+
+
+def test_scored_run_reads_the_metric_from_the_result_file_not_stdout(tmp_path):
+    res = run(tmp_path, "print('val_bpb: 0.000001')\n" + write_result(1.25))
+    assert res.outcome == "ok" and res.val_bpb == 1.25 and res.exit_code == 0
+    assert "val_bpb: 0.000001" in (tmp_path / "run" / "run.log").read_text()
+    assert res.peak_mem_gb > 0  # the child's peak RSS, from wait4
+
+
+def test_printed_metric_without_result_file_is_missing_metric(tmp_path):
+    res = run(tmp_path, "print('---'); print('val_bpb:          0.5')")
+    assert res.outcome == "missing_metric" and res.val_bpb is None
+    assert "evaluate_bpb was never called" in res.detail
+
+
+def test_nonzero_exit_is_a_crash_with_the_traceback_in_the_tail(tmp_path):
+    res = run(tmp_path, write_result(1.0) + "raise ValueError('kaboom')")
+    assert res.outcome == "crash" and res.exit_code == 1
+    assert "ValueError: kaboom" in res.log_tail
+
+
+@pytest.mark.parametrize("text, outcome", [
+    ("print('FAIL: loss is nan'); raise SystemExit(1)", "nan"),
+    ("raise MemoryError()", "oom"),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "preempted"),
+])
+def test_failures_are_classified(tmp_path, text, outcome):
+    assert run(tmp_path, text).outcome == outcome
+
+
+def test_training_past_the_budget_is_over_budget(tmp_path):
+    res = run(tmp_path, write_result(1.0, train_s=30.0), budget=10, over_budget_tolerance_s=5)
+    assert res.outcome == "over_budget" and res.val_bpb == 1.0
+    assert "30.0 s on a budget of 10 s" in res.detail
+
+
+def test_invalid_metric_values_are_missing_metric(tmp_path):
+    res = run(tmp_path, write_result(float("nan")).replace("nan", "float('nan')"))
+    assert res.outcome == "missing_metric"
+
+
+def test_hung_run_is_killed_at_the_hard_limit(tmp_path):
+    ticks = []
+    res = run(tmp_path, "import time\nwhile True: time.sleep(1)", budget=1, limit=1.5, on_tick=ticks.append)
+    assert res.outcome == "timeout"
+    assert 1.5 <= res.wall_s < 1.5 + 5 + 2
+    assert ticks and ticks[-1] >= 1.5
+
+
+def test_a_process_ignoring_sigterm_is_killed_with_sigkill(tmp_path):
+    code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(1)"
+    res = run(tmp_path, code, budget=1, limit=1)
+    assert res.outcome == "timeout" and res.exit_code == -9
+
+
+def test_secrets_in_the_parent_environment_never_reach_the_child(tmp_path, monkeypatch):
+    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "HF_TOKEN", "MY_SERVICE_PASSWORD", "GLM_SECRET"):
+        monkeypatch.setenv(name, CANARY)
+    monkeypatch.setenv("AUTORESEARCH_CACHE", "/tmp/some-cache")
+    res = run(tmp_path, "import os, json; print(json.dumps(dict(os.environ)))\n" + write_result(1.0))
+    assert res.outcome == "ok"
+    log = (tmp_path / "run" / "run.log").read_text()
+    assert CANARY not in log
+    child_env = json.loads(log.splitlines()[0])
+    assert child_env["AUTORESEARCH_CACHE"] == "/tmp/some-cache"
+    assert child_env["AUTORESEARCH_RESULT_FILE"].endswith("metrics.json")
+    assert CANARY not in json.dumps(scrubbed_env())
+
+
+def test_python_means_the_harness_interpreter(tmp_path):
+    res = run(tmp_path, "import sys; print(sys.executable)\n" + write_result(1.0))
+    assert (tmp_path / "run" / "run.log").read_text().splitlines()[0] == sys.executable
+    assert res.outcome == "ok"
