@@ -124,14 +124,14 @@ class ExperimentRunner:
             commit = self.finish(n, parent, desc, "interrupted", None, best)
             self.ledger.append(self._record(n, "interrupted", desc, started, usage, commit=commit, parent=parent,
                                             parent_val_bpb=best, detail="stopped by the user",
-                                            proposal_format=proposal.format if proposal else None))
+                                            proposal_format=proposal.format if proposal else "baseline"))
             raise
         outcome = decide(res.outcome, res.val_bpb, best)
         commit = self.finish(n, parent, desc, outcome, res.val_bpb, best)
         rec = self._record(n, outcome, desc, started, usage, commit=commit, parent=parent, parent_val_bpb=best,
                            val_bpb=res.val_bpb, run_s=round(res.wall_s, 3), train_s=res.train_s,
                            peak_mem_gb=round(res.peak_mem_gb, 3), detail=res.detail,
-                           proposal_format=proposal.format if proposal else None,
+                           proposal_format=proposal.format if proposal else "baseline",
                            knob=proposal.knob if proposal else None)
         self.ledger.append(rec)
         return rec

@@ -106,7 +106,7 @@ class Session:
         n = self.ledger.next_experiment()
         started = time.time()
         files = {f: self.sandbox.read(f) for f in self.cfg.editable_files}
-        if not self.ledger.records():
+        if self._needs_baseline():
             self._begin(n, BASELINE, "running")
             rec = self.runner.run(n, None, {}, started, self.display.tick, self._running)
             self.display.experiment_done(rec, self.ledger.best()[0])
@@ -133,6 +133,11 @@ class Session:
             self._begin(n, proposal.description, "running")
             rec = self.runner.run(n, proposal, checked.files, started, self.display.tick, self._running)
         self.display.experiment_done(rec, self.ledger.best()[0])
+
+    def _needs_baseline(self) -> bool:
+        """True until an unmodified baseline has run to the end (an interrupted one does not count)."""
+        return not any(r.get("proposal_format") == "baseline" and r["outcome"] != "interrupted"
+                       for r in self.ledger.records())
 
     # --- limits, state and display -------------------------------------------------------------
     def _may_start_another(self) -> bool:
