@@ -149,3 +149,26 @@ def test_bad_proposals_are_recorded_as_outcomes_and_the_loop_goes_on(make_sandbo
     assert repo.head.commit.hexsha == traj[0]["commit"]
     assert repo.git.status("--porcelain") == ""
     assert "refs/autoresearch/discarded/7" in [r.path for r in repo.refs]
+
+
+def test_local_agent_runs_two_knob_experiments_with_the_real_smollm2(make_sandbox):
+    from harness.agents.local import LocalAgent
+
+    sandbox = make_sandbox()
+    cfg = load(sandbox)
+    agent = LocalAgent.load(seed=3)
+    done = Session(sandbox, cfg, agent, Display(cfg.time_budget_s, cfg.hard_limit_s), Limits(max_experiments=3)).run()
+
+    assert done == 3
+    traj = trajectory(sandbox)
+    assert traj[0]["proposal_format"] == "baseline"
+    for t in traj[1:]:
+        assert t["agent"] == "local" and t["proposal_format"] == "knob"
+        assert t["llm_calls"] >= 1 and t["prompt_tokens"] > 200 and t["llm_s"] > 0
+        assert t["outcome"] in ("improved", "not_improved", "crash", "oom", "nan", "timeout")
+        assert t["knob"]["knob"] in t["description"]
+    assert traj[1]["knob"]["file_sha"] != traj[2]["knob"]["file_sha"]
+    repo = git.Repo(sandbox)
+    assert repo.git.status("--porcelain") == ""
+    kept = [t for t in traj if t["status"] == "keep"]
+    assert repo.head.commit.hexsha == kept[-1]["commit"]
