@@ -88,7 +88,8 @@ def start(directory: Path, hours, minutes, max_experiments, agent_spec, seed):
         with display:
             done = run_until(Session(directory, cfg, agent, display, limits))
     except KeyboardInterrupt:
-        click.echo("stopped: the experiment in flight was recorded as interrupted and the tree reset.", err=True)
+        click.echo("stopped: git and the ledger are consistent; an experiment that was running is recorded as "
+                   "interrupted. `harness start` continues the run.", err=True)
         sys.exit(130)
     except (AlreadyRunning, SandboxError, LedgerError) as exc:
         _fail(str(exc))

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 
 from .agents.base import Proposal, Usage
 from .config import HarnessConfig
+from .critical import deferred_signals
 from .ledger import ExperimentRecord, Ledger
 from .sandbox import Sandbox, commit_message
 
@@ -95,7 +96,8 @@ class ExperimentRunner:
                            parent=self.sandbox.head(), parent_val_bpb=best, detail=detail,
                            proposal_format=proposal.format if proposal else None,
                            knob=proposal.knob if proposal else None, rail_verdicts=list(verdicts))
-        self.ledger.append(rec)
+        with deferred_signals():
+            self.ledger.append(rec)
         return rec
 
     def run(self, n: int, proposal: Optional[Proposal], new_files: dict, started: float,
@@ -114,26 +116,29 @@ class ExperimentRunner:
         desc = proposal.description if proposal else BASELINE
         usage = proposal.usage if proposal else Usage()
         trailers = {"Experiment": n, "Status": "running", "Parent-Val-Bpb": _fmt(best), "Agent": self.agent_name}
-        commit = self.sandbox.commit_files(new_files, commit_message(desc, trailers))
-        if on_commit:
-            on_commit(commit)
+        with deferred_signals():
+            commit = self.sandbox.commit_files(new_files, commit_message(desc, trailers))
+            if on_commit:
+                on_commit(commit)
         try:
             res = run_experiment(self.cfg.command, self.sandbox.path, self.run_dir(n), self.cfg.time_budget_s,
                                  self.cfg.hard_limit_s, self.cfg.over_budget_tolerance_s, on_tick)
         except KeyboardInterrupt:
-            commit = self.finish(n, parent, desc, "interrupted", None, best)
-            self.ledger.append(self._record(n, "interrupted", desc, started, usage, commit=commit, parent=parent,
-                                            parent_val_bpb=best, detail="stopped by the user",
-                                            proposal_format=proposal.format if proposal else "baseline"))
+            with deferred_signals():
+                commit = self.finish(n, parent, desc, "interrupted", None, best)
+                self.ledger.append(self._record(n, "interrupted", desc, started, usage, commit=commit, parent=parent,
+                                                parent_val_bpb=best, detail="stopped by the user",
+                                                proposal_format=proposal.format if proposal else "baseline"))
             raise
         outcome = decide(res.outcome, res.val_bpb, best)
-        commit = self.finish(n, parent, desc, outcome, res.val_bpb, best)
-        rec = self._record(n, outcome, desc, started, usage, commit=commit, parent=parent, parent_val_bpb=best,
-                           val_bpb=res.val_bpb, run_s=round(res.wall_s, 3), train_s=res.train_s,
-                           peak_mem_gb=round(res.peak_mem_gb, 3), detail=res.detail,
-                           proposal_format=proposal.format if proposal else "baseline",
-                           knob=proposal.knob if proposal else None)
-        self.ledger.append(rec)
+        with deferred_signals():
+            commit = self.finish(n, parent, desc, outcome, res.val_bpb, best)
+            rec = self._record(n, outcome, desc, started, usage, commit=commit, parent=parent, parent_val_bpb=best,
+                               val_bpb=res.val_bpb, run_s=round(res.wall_s, 3), train_s=res.train_s,
+                               peak_mem_gb=round(res.peak_mem_gb, 3), detail=res.detail,
+                               proposal_format=proposal.format if proposal else "baseline",
+                               knob=proposal.knob if proposal else None)
+            self.ledger.append(rec)
         return rec
 
     def finish(self, n: int, parent: str, desc: str, outcome: str, val_bpb, best) -> str:

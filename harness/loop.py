@@ -16,6 +16,7 @@ from typing import Optional
 
 from .agents.base import Agent, AgentError, AgentExhausted, Context, Usage
 from .config import HarnessConfig
+from .critical import deferred_signals
 from .experiment import BASELINE, ExperimentRunner, check_proposal
 from .ledger import Ledger
 from .sandbox import Sandbox, parse_trailers
@@ -88,7 +89,8 @@ class Session:
         """
         with SessionLock(self.path):
             self.sandbox.ensure_on_branch()
-            n = recover(self.sandbox, self.ledger, self.runner)
+            with deferred_signals():
+                n = recover(self.sandbox, self.ledger, self.runner)
             if n is not None:
                 self.display.message(f"experiment {n} was interrupted by an earlier stop; recorded, tree reset")
             while self._may_start_another():
