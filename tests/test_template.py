@@ -282,7 +282,6 @@ def test_train_py_runs_end_to_end_and_reports_the_summary_block(tmp_path, prepar
     assert 0 < data["val_bpb"] < 20
 
 
-@pytest.mark.slow
 def test_train_py_runs_with_odd_knob_values(tmp_path, prepared):
     proc, _ = run_train(tmp_path, prepared, time_budget=1, DEPTH="1", N_EMBD="50", N_HEAD="3", MLP_RATIO="1.5",
                         BATCH_SIZE="3", DROPOUT="0.1", GRAD_CLIP="0", WARMUP_FRAC="0", WARMDOWN_FRAC="0")
@@ -290,7 +289,6 @@ def test_train_py_runs_with_odd_knob_values(tmp_path, prepared):
     assert "val_bpb:" in proc.stdout
 
 
-@pytest.mark.slow
 def test_train_py_fails_fast_when_the_loss_diverges(tmp_path, prepared):
     proc, result = run_train(tmp_path, prepared, time_budget=30, LEARNING_RATE="1e9", WARMUP_FRAC="0", GRAD_CLIP="0")
     assert proc.returncode == 1
