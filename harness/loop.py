@@ -23,6 +23,10 @@ from .sandbox import Sandbox, parse_trailers
 from .state import SessionLock, write_state
 
 
+#: consecutive ``llm_error`` experiments after which a session stops instead of spinning
+MAX_AGENT_FAILURES = 5
+
+
 @dataclass(frozen=True)
 class Limits:
     """When a session ends: ``deadline`` (epoch seconds) and/or ``max_experiments`` (this session)."""
@@ -100,6 +104,12 @@ class Session:
                     self.display.message(f"the agent has nothing more to propose: {exc}")
                     break
                 self.done += 1
+                failures = self._agent_failures_in_a_row()
+                if failures >= MAX_AGENT_FAILURES:
+                    self.display.message(
+                        f"stopping: the agent failed {failures} times in a row (last: "
+                        f"{self.ledger.records()[-1]['detail'][:200]}); fix the cause and `harness start` again")
+                    break
             self._state("finished")
         return self.done
 
@@ -135,6 +145,14 @@ class Session:
             self._begin(n, proposal.description, "running")
             rec = self.runner.run(n, proposal, checked.files, started, self.display.tick, self._running)
         self.display.experiment_done(rec, self.ledger.best()[0])
+
+    def _agent_failures_in_a_row(self) -> int:
+        count = 0
+        for rec in reversed(self.ledger.records()):
+            if rec["outcome"] != "llm_error":
+                break
+            count += 1
+        return count
 
     def _needs_baseline(self) -> bool:
         """True until an unmodified baseline has run to the end (an interrupted one does not count)."""

@@ -172,3 +172,10 @@ def test_local_agent_runs_two_knob_experiments_with_the_real_smollm2(make_sandbo
     assert repo.git.status("--porcelain") == ""
     kept = [t for t in traj if t["status"] == "keep"]
     assert repo.head.commit.hexsha == kept[-1]["commit"]
+
+
+def test_an_agent_that_keeps_failing_stops_the_session_instead_of_spinning(make_sandbox):
+    sandbox = make_sandbox()
+    done = run_session(sandbox, [{"error": f"junk {i}"} for i in range(20)], max_experiments=50)
+    assert done == 6  # the baseline, then five llm_error rows
+    assert [t["outcome"] for t in trajectory(sandbox)][1:] == ["llm_error"] * 5
