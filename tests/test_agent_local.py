@@ -40,8 +40,10 @@ def test_a_valid_choice_becomes_a_knob_diff_that_applies():
     assert {k.name: k.value for k in find_knobs(new)}["LEARNING_RATE"] == pytest.approx(3e-3 * 1.4, rel=0.02)
     assert prop.usage.llm_calls == 1 and prop.usage.prompt_tokens == 100
     messages, schema, _ = model.requests[0]
-    assert "LEARNING_RATE" in schema["properties"]["knob"]["enum"]
-    assert schema["required"] == ["knob", "action", "reason"]
+    branches = {b["properties"]["knob"]["const"]: b for b in schema["anyOf"]}
+    assert "x1.4" in branches["LEARNING_RATE"]["properties"]["action"]["enum"]
+    assert branches["COMPILE"]["properties"]["action"]["enum"] == ["toggle"]
+    assert all(b["required"] == ["knob", "action", "reason"] for b in branches.values())
     assert "val_bpb" in messages[1]["content"] and "LEARNING_RATE = 0.003" in messages[1]["content"]
 
 
@@ -51,6 +53,15 @@ def test_junk_output_is_retried_with_the_reason_then_fails_as_agent_error():
         LocalAgent(model).propose(context())
     assert err.value.usage.llm_calls == 3 and err.value.usage.retries == 3
     assert "not JSON" in model.requests[1][0][-1]["content"]
+
+
+def test_tried_moves_are_left_out_of_the_schema():
+    first = LocalAgent(Replay(json.dumps({"knob": "DEPTH", "action": "+1", "reason": "deeper"}))).propose(context())
+    history = [{"experiment": 2, "outcome": "not_improved", "val_bpb": 2.6, "knob": first.knob}]
+    model = Replay(json.dumps({"knob": "DEPTH", "action": "-1", "reason": "shallower"}))
+    LocalAgent(model).propose(context(history))
+    depth = [b for b in model.requests[0][1]["anyOf"] if b["properties"]["knob"]["const"] == "DEPTH"][0]
+    assert "+1" not in depth["properties"]["action"]["enum"] and "-1" in depth["properties"]["action"]["enum"]
 
 
 def test_a_repeated_change_is_refused_and_finally_replaced_by_an_untried_one():
@@ -82,6 +93,7 @@ def test_the_real_smollm2_picks_knob_changes_that_apply():
         prop = agent.propose(context(history))
         new = apply_unified_diff(prop.diff, {"train.py": TEMPLATE}, ["train.py"])["train.py"]
         assert new != TEMPLATE and prop.format == "knob"
+        assert "harness picked" not in prop.knob["reason"]  # the schema makes the model's own pick valid
         assert prop.usage.llm_calls >= 1 and prop.usage.prompt_tokens > 200
         history.append({"experiment": n, "outcome": "not_improved", "val_bpb": 2.6,
                         "description": prop.description, "knob": prop.knob})

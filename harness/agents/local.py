@@ -7,7 +7,8 @@ schema (llama.cpp turns the schema into a grammar) it reliably picks from enums.
    :mod:`harness.knobs`);
 2. shows the model the goal from program.md, the knobs with their values and comments, and the
    whole history of (knob, action, outcome, val_bpb), compacted to stay short;
-3. asks for ``{knob: enum, action: enum, reason: str}``;
+3. asks for ``{knob, action, reason}`` under a JSON schema whose branches (one per knob) list only
+   the untried actions of that knob, so a grammar-constrained answer is always a valid move;
 4. writes the change itself with libcst and returns it as a unified diff.
 
 Bad output (not JSON, an action invalid for the knob, a change already tried) is answered with the
@@ -119,6 +120,22 @@ def history_lines(history: list) -> list[str]:
     return lines
 
 
+def move_schema(untried: list, menu: list[str]) -> dict:
+    """JSON schema of ``{knob, action, reason}`` with one ``anyOf`` branch per knob that lists only
+    that knob's untried actions, so an answer constrained by it (llama.cpp compiles the schema to a
+    grammar) is always a valid, untried move."""
+    actions: dict[str, list[str]] = {k: [] for k in menu}
+    for knob, action, *_ in untried:
+        actions[knob].append(action)
+    return {"anyOf": [
+        {"type": "object",
+         "properties": {"knob": {"const": k}, "action": {"enum": actions[k]},
+                        "reason": {"type": "string", "maxLength": 100}},
+         "required": ["knob", "action", "reason"]}
+        for k in menu
+    ]}
+
+
 class LocalAgent:
     """Knob-menu agent over a local model.
 
@@ -158,15 +175,7 @@ class LocalAgent:
         if not untried:
             raise AgentError("no knob change is left untried from the current best train.py")
         menu = sorted({k for k, *_ in untried}, key=[k.name for k in knobs].index)
-        schema = {
-            "type": "object",
-            "properties": {
-                "knob": {"type": "string", "enum": menu},
-                "action": {"type": "string", "enum": sorted({a for _, a, *_ in untried})},
-                "reason": {"type": "string", "maxLength": 100},
-            },
-            "required": ["knob", "action", "reason"],
-        }
+        schema = move_schema(untried, menu)
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": self._prompt(context, knobs, menu)}]
         usage, complaints = Usage(), []
         by_move = {(k, a): (new, what) for k, a, new, what in untried}
@@ -222,5 +231,6 @@ class LocalAgent:
             "Knobs of train.py you may change (name = current value):", *knob_lines, "",
             "Actions: halve, x0.7, x1.4, double, -1, +1 (integers), toggle (booleans).", "",
             "History (experiment, change, outcome):", *(history_lines(context.history) or ["(none)"]), "",
-            'Reply as {"knob": NAME, "action": ACTION, "reason": "one short sentence"}.',
+            "Reply with a JSON object: knob (one of the knobs above), action (valid for that knob), "
+            "reason (why this change should lower val_bpb).",
         ])
