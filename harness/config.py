@@ -7,7 +7,7 @@ the file from :func:`render`; the human may edit it afterwards.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 CONFIG_NAME = "harness.toml"
@@ -45,7 +45,6 @@ class HarnessConfig:
     over_budget_tolerance_s: float = 10.0
     agent: str = "local"
     keep_policy: str = "greedy"
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def branch(self) -> str:
@@ -114,7 +113,6 @@ def load(sandbox: Path) -> HarnessConfig:
             over_budget_tolerance_s=float(run.get("over_budget_tolerance_s", 10.0)),
             agent=str(agent.get("spec", "local")),
             keep_policy=str(policy.get("keep", "greedy")),
-            extra=data,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: bad or missing setting ({exc}). Compare with the README.") from None

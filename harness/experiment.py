@@ -92,7 +92,7 @@ class ExperimentRunner:
         """Record an experiment that never ran (``llm_error``, ``patch_failed``, rail refusals)."""
         best, _ = self.ledger.best()
         desc = proposal.description if proposal else "no proposal"
-        rec = self._record(n, outcome, f"{desc} [{outcome}: {detail}]"[:300], started, usage,
+        rec = self.make_record(n, outcome, f"{desc} [{outcome}: {detail}]"[:300], started, usage,
                            parent=self.sandbox.head(), parent_val_bpb=best, detail=detail,
                            proposal_format=proposal.format if proposal else None,
                            knob=proposal.knob if proposal else None, rail_verdicts=list(verdicts))
@@ -126,14 +126,14 @@ class ExperimentRunner:
         except KeyboardInterrupt:
             with deferred_signals():
                 commit = self.finish(n, parent, desc, "interrupted", None, best)
-                self.ledger.append(self._record(n, "interrupted", desc, started, usage, commit=commit, parent=parent,
+                self.ledger.append(self.make_record(n, "interrupted", desc, started, usage, commit=commit, parent=parent,
                                                 parent_val_bpb=best, detail="stopped by the user",
                                                 proposal_format=proposal.format if proposal else "baseline"))
             raise
         outcome = decide(res.outcome, res.val_bpb, best)
         with deferred_signals():
             commit = self.finish(n, parent, desc, outcome, res.val_bpb, best)
-            rec = self._record(n, outcome, desc, started, usage, commit=commit, parent=parent, parent_val_bpb=best,
+            rec = self.make_record(n, outcome, desc, started, usage, commit=commit, parent=parent, parent_val_bpb=best,
                                val_bpb=res.val_bpb, run_s=round(res.wall_s, 3), train_s=res.train_s,
                                peak_mem_gb=round(res.peak_mem_gb, 3), detail=res.detail,
                                proposal_format=proposal.format if proposal else "baseline",
@@ -154,7 +154,9 @@ class ExperimentRunner:
             self.sandbox.discard(n, parent)
         return commit
 
-    def _record(self, n, outcome, desc, started, usage: Usage, **fields) -> ExperimentRecord:
+    def make_record(self, n, outcome, desc, started, usage: Usage, **fields) -> ExperimentRecord:
+        """An :class:`ExperimentRecord` of experiment ``n`` started at ``started`` (epoch seconds),
+        with the agent's ``usage`` and any other record ``fields``."""
         return ExperimentRecord(
             experiment=n, outcome=outcome, description=desc, agent=self.agent_name,
             started_at=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),

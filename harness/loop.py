@@ -49,7 +49,7 @@ def recover(sandbox: Sandbox, ledger: Ledger, runner: ExperimentRunner) -> Optio
     best, _ = ledger.best()
     commit = runner.finish(n, parent, desc, "interrupted", None, best)
     if all(r["experiment"] != n for r in ledger.records()):
-        ledger.append(runner._record(n, "interrupted", desc, time.time(), Usage(), commit=commit, parent=parent,
+        ledger.append(runner.make_record(n, "interrupted", desc, time.time(), Usage(), commit=commit, parent=parent,
                                      parent_val_bpb=best, detail="the harness was killed during this experiment"))
     return n
 
