@@ -16,11 +16,20 @@ All rails share one `Context`, so the proposed file is decoded and parsed by lib
 
 from __future__ import annotations
 
-from rails.base import Context, ContextRail, Rail, RailConfig, Violation
+from rails.base import AstRail, Context, ContextRail, Rail, RailConfig, Violation
+from rails.dunder import DunderRail
+from rails.dynamic_code import DynamicCodeRail
+from rails.evaluation import EvaluationRail
+from rails.hygiene import HygieneRail
+from rails.imports import ImportsRail
+from rails.protected import ProtectedRail
+from rails.seed_only import SeedOnlyRail
 from rails.syntax import SyntaxRail
+from rails.system_access import SystemAccessRail
 
 __all__ = [
     "ALL_RAILS",
+    "AstRail",
     "Context",
     "ContextRail",
     "Rail",
@@ -30,7 +39,17 @@ __all__ = [
 ]
 
 #: every rail, in the order they run; the syntax rail must stay first (the others need its parse)
-ALL_RAILS: tuple[Rail, ...] = (SyntaxRail(),)
+ALL_RAILS: tuple[Rail, ...] = (
+    SyntaxRail(),
+    HygieneRail(),
+    ImportsRail(),
+    DynamicCodeRail(),
+    DunderRail(),
+    SystemAccessRail(),
+    ProtectedRail(),
+    EvaluationRail(),
+    SeedOnlyRail(),
+)
 
 
 def check_source(

@@ -127,6 +127,20 @@ class Context:
             return None
 
     @cached_property
+    def nodes(self) -> list:
+        """Every node of `ast_tree` (``ast.walk`` order), listed once and shared by the rails."""
+        import ast
+
+        return list(ast.walk(self.ast_tree))
+
+    @cached_property
+    def names(self):
+        """Import aliases and a dotted-name resolver over `ast_tree` (:class:`rails.names.Names`)."""
+        from rails.names import Names
+
+        return Names(self.nodes)
+
+    @cached_property
     def old_module(self) -> "libcst.Module | None":
         """The libcst tree of the parent file, or ``None`` when absent or unparseable."""
         if self.old_source is None:
@@ -174,3 +188,26 @@ class ContextRail:
     ) -> list[Violation]:
         """Run this rail alone on one proposed file (see `Rail.check`)."""
         return self.check_context(Context(old_source, new_source, config))
+
+
+class AstRail(ContextRail):
+    """Base for rails that read the stdlib ``ast`` (``ctx.ast_tree``, ``ctx.names``).
+
+    Subclasses implement ``check_tree``. A file the running CPython cannot parse fails closed with
+    one violation, since such a file cannot be analysed.
+    """
+
+    def check_context(self, ctx: Context) -> list[Violation]:
+        """Run ``check_tree`` on the parsed file, or refuse a file ``ast`` cannot parse."""
+        if ctx.ast_tree is None:
+            return [Violation(self.id, 0, "the file cannot be analysed by this Python's parser",
+                              "use syntax this Python version understands")]
+        return self.check_tree(ctx)
+
+    def check_tree(self, ctx: Context) -> list[Violation]:  # pragma: no cover - abstract
+        """Return the violations found in ``ctx.ast_tree``; subclasses override this."""
+        raise NotImplementedError
+
+    def violation(self, node, message: str, hint: str) -> Violation:
+        """A violation of this rail at ``node``'s line (0 when it has none)."""
+        return Violation(self.id, getattr(node, "lineno", 0), message, hint)

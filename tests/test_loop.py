@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
 
 import git
@@ -35,20 +34,6 @@ def rows(sandbox: Path) -> list[dict]:
 
 def trajectory(sandbox: Path) -> list[dict]:
     return [json.loads(line) for line in (sandbox / "trajectory.jsonl").read_text().splitlines()]
-
-
-def process_gone(pid: int, wait_s: float = 5.0) -> bool:
-    """True once ``pid`` no longer exists or is a zombie waiting to be reaped by init."""
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def edit(sandbox: Path, description: str, **knobs) -> dict:
@@ -118,37 +103,34 @@ def test_bad_proposals_are_recorded_as_outcomes_and_the_loop_goes_on(make_sandbo
     repo = git.Repo(sandbox)
     train = repo.git.show("HEAD:train.py", strip_newline_in_stdout=False)
     prepare = repo.git.show("HEAD:prepare.py", strip_newline_in_stdout=False)
-    pidfile = sandbox / "runs" / "grandchild.pid"
-    hang_src = train.replace(
-        "\nimport torch\n",
-        "\nimport torch\nimport subprocess, time\n"
-        f"open({str(pidfile)!r}, 'w').write(str(subprocess.Popen(['sleep', '300']).pid))\n"
-        "time.sleep(600)\n", 1)
+    hang_src = train.replace("\nimport torch\n", "\nimport torch\ntime.sleep(600)\n", 1)
+    spawn_src = train.replace("\nimport torch\n", "\nimport torch\nimport subprocess\nsubprocess.Popen(['sleep', '300'])\n", 1)
     entries = [
         {"description": "edit the evaluation", "diff": make_unified_diff(prepare, prepare.replace("EVAL_TOKENS = ", "EVAL_TOKENS = 1 + ", 1), "prepare.py")},
         {"description": "a stale diff", "diff": make_unified_diff(train.replace("DEPTH", "DEPTHX"), train.replace("DEPTH", "DEPTHY"))},
         {"error": "model returned junk: '}{not json'"},
         {"description": "this is not a diff at all", "diff": "I think we should increase the learning rate!"},
         {"description": "broken syntax", "diff": make_unified_diff(train, train.replace("DEPTH = 1", "DEPTH = = 1", 1))},
+        {"description": "spawn a process", "diff": make_unified_diff(train, spawn_src)},
         {"description": "hang past the limit", "diff": make_unified_diff(train, hang_src)},
     ]
     done = run_session(sandbox, entries, max_experiments=20)
 
-    assert done == 7
+    assert done == 8
     traj = trajectory(sandbox)
     assert [t["outcome"] for t in traj] == ["improved", "patch_failed", "patch_failed", "llm_error",
-                                            "patch_failed", "syntax_error", "timeout"]
+                                            "patch_failed", "syntax_error", "rail_blocked", "timeout"]
     assert "prepare.py" in traj[1]["detail"] and "train.py" in traj[1]["detail"]
     assert traj[5]["rail_verdicts"][0]["rule"] == "syntax"
-    assert [r["status"] for r in rows(sandbox)][1:] == ["crash"] * 6
-    assert all(t["commit"] is None for t in traj[1:6])
+    assert {v["rule"] for v in traj[6]["rail_verdicts"]} == {"imports"}
+    assert "subprocess" in traj[6]["detail"] and traj[6]["rail_verdicts"][0]["hint"]
+    assert [r["status"] for r in rows(sandbox)][1:] == ["crash"] * 7
+    assert all(t["commit"] is None for t in traj[1:7])
     assert (sandbox / "runs" / "2" / "proposal.diff").read_text().startswith("--- a/prepare.py")
-    # the hung run was killed with its whole process group, the grandchild included
-    assert traj[6]["run_s"] < 2 + 12 + 5 + 3
-    assert process_gone(int(pidfile.read_text()))
+    assert traj[7]["run_s"] < 2 + 12 + 5 + 3  # killed at the hard limit
     assert repo.head.commit.hexsha == traj[0]["commit"]
     assert repo.git.status("--porcelain") == ""
-    assert "refs/autoresearch/discarded/7" in [r.path for r in repo.refs]
+    assert "refs/autoresearch/discarded/8" in [r.path for r in repo.refs]
 
 
 def test_local_agent_runs_two_knob_experiments_with_the_real_smollm2(make_sandbox):

@@ -27,7 +27,8 @@ def schedule(progress):
     return LEARNING_RATE * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-print(f"val_bpb: {0.99:.6f}")
+val_bpb = evaluate_bpb(None, None, 8)
+print(f"val_bpb: {val_bpb:.6f}")
 '''
 
 BROKEN_AT_LINE_10 = CLEAN.replace("def schedule(progress):", "def schedule(progress:")

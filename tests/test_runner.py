@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,27 @@ def test_python_means_the_harness_interpreter(tmp_path):
     res = run(tmp_path, "import sys; print(sys.executable)\n" + write_result(1.0))
     assert (tmp_path / "run" / "run.log").read_text().splitlines()[0] == sys.executable
     assert res.outcome == "ok"
+
+
+def process_gone(pid: int, wait_s: float = 5.0) -> bool:
+    """True once ``pid`` no longer exists or is a zombie waiting to be reaped by init."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_the_hard_kill_reaches_grandchildren_in_the_process_group(tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    code = ("import subprocess, time\n"
+            f"open({str(pidfile)!r}, 'w').write(str(subprocess.Popen(['sleep', '300']).pid))\n"
+            "time.sleep(600)")
+    res = run(tmp_path, code, budget=1, limit=1.5)
+    assert res.outcome == "timeout"
+    assert process_gone(int(pidfile.read_text()))

@@ -171,7 +171,8 @@ class LocalAgent:
         except KnobError as exc:
             raise AgentError(f"cannot read the knobs of train.py: {exc}") from None
         tried = {(r.get("knob") or {}).get("file_sha") for r in context.history} | {_sha(source)}
-        untried = [m for m in moves if _sha(m[2]) not in tried]
+        # seed knobs are left out: a seed-only change measures noise (the seed-only rail refuses it)
+        untried = [m for m in moves if _sha(m[2]) not in tried and "SEED" not in m[0].upper()]
         if not untried:
             raise AgentError("no knob change is left untried from the current best train.py")
         menu = sorted({k for k, *_ in untried}, key=[k.name for k in knobs].index)
