@@ -50,9 +50,15 @@ def init(directory: Path, corpus: str, time_budget: int, tag: str | None):
 @click.option("--minutes", type=float, help="stop starting experiments after this many minutes")
 @click.option("--max-experiments", type=int, help="run at most this many experiments in this session")
 @click.option("--agent", "agent_spec", default=None,
-              help="local (embedded model, default) | local:PATH.gguf | scripted:FILE")
+              help="local (embedded model, default) | local:PATH.gguf | scripted:FILE | anthropic:MODEL | openai:MODEL")
+@click.option("--base-url", default=None,
+              help="API endpoint (default: $ANTHROPIC_BASE_URL / $OPENAI_BASE_URL), e.g. http://127.0.0.1:8000/v1")
+@click.option("--tool-choice", default="auto", show_default=True,
+              help="API models: auto | required | propose_edit (force the edit tool: small local models)")
+@click.option("--max-llm-usd", type=float, default=None,
+              help="API models: stop when this session's LLM spend reaches this many dollars (known models)")
 @click.option("--seed", type=int, default=None, help="sampling seed of the local model")
-def start(directory: Path, hours, minutes, max_experiments, agent_spec, seed):
+def start(directory: Path, hours, minutes, max_experiments, agent_spec, base_url, tool_choice, max_llm_usd, seed):
     """Run the research loop in the sandbox DIRECTORY (default: here).
 
     The first experiment of a new sandbox is the unmodified baseline. An experiment that has
@@ -81,7 +87,7 @@ def start(directory: Path, hours, minutes, max_experiments, agent_spec, seed):
     spec = agent_spec or cfg.agent
     display.message(f"loading agent {spec} ...")
     try:
-        agent = make_agent(spec, seed=seed)
+        agent = make_agent(spec, seed=seed, base_url=base_url, tool_choice=tool_choice, max_llm_usd=max_llm_usd)
     except AgentSpecError as exc:
         _fail(str(exc))
     try:

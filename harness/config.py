@@ -74,7 +74,7 @@ allowance_s = {cfg.allowance_s:g}              # extra seconds for start-up and 
 over_budget_tolerance_s = {cfg.over_budget_tolerance_s:g}   # trained seconds past the budget before a run is over_budget
 
 [agent]
-spec = "{cfg.agent}"                 # local | scripted:FILE (API models come next)
+spec = "{cfg.agent}"                 # local | scripted:FILE | anthropic:MODEL | openai:MODEL (see the README)
 
 [policy]
 keep = "{cfg.keep_policy}"                # keep when val_bpb beats the best so far

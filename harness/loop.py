@@ -127,7 +127,7 @@ class Session:
         best, _ = self.ledger.best()
         context = Context(experiment=n, program=read_text(self.path / "program.md"), files=files,
                           history=self.ledger.records(), best_val_bpb=best,
-                          notes=read_text(self.path / "notes.md"))
+                          notes=read_text(self.path / "notes.md"), sandbox=self.path)
         try:
             proposal = self.agent.propose(context)
         except AgentError as exc:

@@ -1,5 +1,5 @@
 """Agents by spec string: ``local`` (embedded SmolLM2, the default), ``local:PATH.gguf``,
-``scripted:FILE``. API models (``anthropic:MODEL``, ``openai:MODEL``) come in a later release."""
+``scripted:FILE``, ``anthropic:MODEL`` and ``openai:MODEL`` (any OpenAI-compatible server)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,21 @@ class AgentSpecError(ValueError):
     """An ``--agent`` spec names no known agent or cannot be set up; the message lists the choices."""
 
 
-def make_agent(spec: str, seed: int | None = None) -> Agent:
+def make_agent(spec: str, seed: int | None = None, base_url: str | None = None,
+               tool_choice: str = "auto", max_llm_usd: float | None = None) -> Agent:
     """Build the agent named by ``spec``.
 
     Args:
-        spec: ``local`` | ``local:PATH.gguf`` | ``scripted:FILE``.
+        spec: ``local`` | ``local:PATH.gguf`` | ``scripted:FILE`` | ``anthropic:MODEL`` | ``openai:MODEL``.
         seed: sampling seed for the local model (None: random).
+        base_url: endpoint of an API model (default: ``ANTHROPIC_BASE_URL`` / ``OPENAI_BASE_URL``,
+            else the provider's own).
+        tool_choice: API models: ``auto``, ``required`` or a tool name to force (``propose_edit``).
+        max_llm_usd: API models: end the session when its LLM spend reaches this (named models only).
 
     Raises:
-        AgentSpecError: unknown spec, or a spec whose model/file cannot be loaded.
+        AgentSpecError: unknown spec, a spec whose model/file cannot be loaded, or an API model
+            whose key variable is not set (the message names it).
     """
     kind, _, arg = spec.partition(":")
     if kind == "local":
@@ -40,8 +46,11 @@ def make_agent(spec: str, seed: int | None = None) -> Agent:
         except AgentError as exc:
             raise AgentSpecError(str(exc)) from None
     if kind in ("anthropic", "openai"):
-        raise AgentSpecError(
-            f"agent {spec!r}: API models are not available in this version yet; "
-            "use --agent local (the embedded model) or --agent scripted:FILE."
-        )
-    raise AgentSpecError(f"unknown agent {spec!r}; choose local, local:PATH.gguf or scripted:FILE.")
+        from .api import make_api_agent
+
+        try:
+            return make_api_agent(kind, arg, base_url=base_url, tool_choice=tool_choice, max_llm_usd=max_llm_usd)
+        except ValueError as exc:  # MissingKey included
+            raise AgentSpecError(str(exc)) from None
+    raise AgentSpecError(f"unknown agent {spec!r}; choose local, local:PATH.gguf, scripted:FILE, "
+                         "anthropic:MODEL or openai:MODEL.")

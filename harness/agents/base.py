@@ -8,6 +8,7 @@ loop validates, commits, runs and records it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Protocol
 
 
@@ -68,6 +69,8 @@ class Context:
         history: trajectory objects of every earlier experiment, oldest first.
         best_val_bpb: the best kept val_bpb so far (None before the baseline has scored).
         notes: the agent's notes.md (may be empty).
+        sandbox: the sandbox folder, for agents whose tools read logs, diffs and notes there
+            (None: the agent works from this context alone).
     """
 
     experiment: int
@@ -76,6 +79,7 @@ class Context:
     history: list
     best_val_bpb: Optional[float]
     notes: str = ""
+    sandbox: Optional[Path] = None
 
 
 class Agent(Protocol):

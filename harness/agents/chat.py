@@ -1,0 +1,68 @@
+"""The neutral shapes between the API agent's tool loop and a model backend (Anthropic, OpenAI).
+
+A backend starts a :class:`Conversation`; each :meth:`Conversation.ask` sends the whole
+conversation so far and returns one :class:`Turn`; :meth:`Conversation.reply` answers the turn's
+tool calls (and/or adds a plain user message). Wire formats stay inside the backend modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Protocol
+
+
+class BackendError(Exception):
+    """A model request failed after the SDK's own retries.
+
+    Attributes:
+        unreachable: True when the endpoint could not be reached at all (connection refused,
+            DNS, timeout), as opposed to an HTTP error answer.
+    """
+
+    def __init__(self, message: str, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call of a model turn: ``arguments`` is the decoded JSON object, or None with
+    ``error`` saying why it could not be decoded (answered to the model as a tool error)."""
+
+    id: str
+    name: str
+    arguments: Optional[dict]
+    error: Optional[str] = None
+
+
+@dataclass
+class Turn:
+    """One model answer: its text, its tool calls, and its token counts (0 when not reported)."""
+
+    text: str = ""
+    calls: list = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Conversation(Protocol):
+    """A conversation with one model, in the backend's wire format."""
+
+    def ask(self, tool_choice: str = "auto") -> Turn:
+        """Send the conversation; ``tool_choice``: ``auto``, ``required`` or a tool name to force.
+
+        Raises:
+            BackendError: the request failed after retries.
+        """
+
+    def reply(self, results: list, note: str = "") -> None:
+        """Answer the last turn: ``results`` is ``[(ToolCall, ToolResult), ...]`` for every call
+        of that turn; ``note`` (optional) is extra user text."""
+
+
+class Backend(Protocol):
+    """Starts conversations with one model."""
+
+    def start(self, system: list[str], user: str, tools: list[dict]) -> Conversation:
+        """A new conversation: ``system`` blocks (the last one ends the cacheable prefix), the
+        first user message, and tools as ``{name, description, parameters}`` (JSON schema)."""

@@ -1,0 +1,119 @@
+"""The research loop driven by API agents through the real SDKs and loopback servers: real git,
+real training of a tiny model, the ledger as a user reads it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import git
+
+from harness.agents import make_agent
+from harness.config import load
+from harness.display import Display
+from harness.loop import Limits, Session
+from harness.patch import make_unified_diff
+
+from .fake_llm import (FakeLLMServer, anthropic_error, anthropic_turn, openai_error, openai_turn, text_block,
+                       tool_use)
+from .test_agent_api import CANARY, NEW_MLP, OLD_MLP
+
+LR = "LEARNING_RATE = 3e-3  # peak AdamW learning rate"
+BEST = re.compile(r"Current best train\.py \(your edit applies to exactly this text\):\n```python\n(.*?)```", re.S)
+
+
+def trajectory(sandbox: Path) -> list[dict]:
+    return [json.loads(line) for line in (sandbox / "trajectory.jsonl").read_text().splitlines()]
+
+
+def best_train(body: dict) -> str:
+    """The current best train.py as the harness sent it in the prompt (either wire format)."""
+    system = body["system"][-1]["text"] if "system" in body else body["messages"][0]["content"]
+    return BEST.search(system).group(1)
+
+
+def gelu_diff(body: dict) -> str:
+    old = best_train(body)
+    return make_unified_diff(old, old.replace(OLD_MLP, NEW_MLP))
+
+
+def test_anthropic_agent_edits_architecture_repairs_a_refused_diff_and_survives_errors(make_sandbox, monkeypatch):
+    sandbox = make_sandbox()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", CANARY)
+
+    def repaired(body):
+        old = best_train(body)
+        return anthropic_turn(tool_use("propose_edit", {"description": "LR 3e-3 -> 4e-3",
+                                                        "diff": make_unified_diff(old, old.replace(LR, LR.replace("3e-3", "4e-3")))}, "t3"))
+
+    script = [
+        # experiment 2: read a file, then an architecture change accepted at once
+        anthropic_turn(tool_use("read_file", {"path": "prepare.py"}, "t1")),
+        lambda body: anthropic_turn(text_block("GELU instead of ReLU^2."),
+                                    tool_use("propose_edit", {"description": "GELU MLP", "diff": gelu_diff(body)}, "t2")),
+        # experiment 3: a rate limit (retried by the SDK), a stale SEARCH block refused, then the repair
+        anthropic_error(429),
+        anthropic_turn(tool_use("propose_edit", {"description": "LR", "search_replace":
+                                                 "<<<<<<< SEARCH\nLEARNING_RATE = 0.003\n=======\nLEARNING_RATE = 0.004\n>>>>>>> REPLACE"}, "t2")),
+        repaired,
+    ]
+    with FakeLLMServer(script, default=anthropic_error(500)) as srv:
+        agent = make_agent("anthropic:claude-test", base_url=srv.url)
+        cfg = load(sandbox)
+        done = Session(sandbox, cfg, agent, Display(cfg.time_budget_s, cfg.hard_limit_s), Limits(max_experiments=4)).run()
+
+    assert done == 4
+    traj = trajectory(sandbox)
+    assert [t["outcome"] for t in traj][3] == "llm_error"
+    assert traj[1]["outcome"] in ("improved", "not_improved") and traj[2]["outcome"] in ("improved", "not_improved")
+    assert traj[1]["agent"] == "anthropic:claude-test" and traj[1]["proposal_format"] == "udiff"
+    assert traj[1]["llm_calls"] == 2 and traj[1]["prompt_tokens"] == 2000 and traj[1]["completion_tokens"] == 100
+    assert traj[2]["llm_calls"] == 2 and traj[2]["retries"] == 1 and traj[2]["description"] == "LR 3e-3 -> 4e-3"
+    assert "API error 500" in traj[3]["detail"] and traj[3]["commit"] is None
+    repo = git.Repo(sandbox)
+    assert "F.gelu" in repo.git.show(traj[1]["commit"]) and "LEARNING_RATE = 4e-3" in repo.git.show(traj[2]["commit"])
+    assert repo.git.status("--porcelain") == ""
+    assert repo.head.commit.hexsha == [t for t in traj if t["status"] == "keep"][-1]["commit"]
+    # the wire: tools and cache control on every request, the history in the next prompt, no key in a body
+    bodies = [r.json for r in srv.requests]
+    assert len(srv.requests) == 5 + 5  # five scripted replies, then the SDK's first try + 4 retries of the storm
+    assert all(b["system"][-1]["cache_control"] == {"type": "ephemeral"} and len(b["tools"]) == 5 for b in bodies)
+    assert "#2 " in bodies[2]["messages"][0]["content"][0]["text"]
+    assert "refused (patch_failed)" in json.dumps(bodies[4]["messages"][-1])
+    assert all(CANARY.encode() not in r.body for r in srv.requests)
+
+
+def test_cli_runs_an_openai_compatible_agent_and_stops_after_a_server_error_storm(make_sandbox):
+    sandbox = make_sandbox()
+    script = [
+        openai_turn([("propose_edit", '{"description": "GELU", "diff": ')]),  # malformed JSON arguments
+        lambda body: openai_turn([("propose_edit", json.dumps({"description": "GELU MLP", "diff": gelu_diff(body)}))]),
+    ]
+    with FakeLLMServer(script, default=openai_error(500)) as srv:
+        env = {**os.environ, "OPENAI_API_KEY": CANARY}
+        res = subprocess.run([sys.executable, "-m", "harness", "start", str(sandbox), "--max-experiments", "20",
+                              "--agent", "openai:test-model", "--base-url", f"{srv.url}/v1"],
+                             capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "done: 7 experiments" in res.stdout and "failed 5 times in a row" in res.stdout + res.stderr
+    traj = trajectory(sandbox)
+    assert [t["outcome"] for t in traj][2:] == ["llm_error"] * 5
+    assert traj[1]["agent"] == "openai:test-model" and traj[1]["llm_calls"] == 2 and traj[1]["retries"] == 0
+    assert "F.gelu" in git.Repo(sandbox).git.show(traj[1]["commit"])
+    malformed_answer = srv.requests[1].json["messages"][3]
+    assert malformed_answer["role"] == "tool" and "not valid JSON" in malformed_answer["content"]
+    assert all(CANARY.encode() not in r.body for r in srv.requests)
+    assert all(r.headers["authorization"] == f"Bearer {CANARY}" for r in srv.requests)
+
+
+def test_cli_without_the_key_fails_at_start_naming_the_variable(make_sandbox):
+    sandbox = make_sandbox()
+    env = {k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")}
+    res = subprocess.run([sys.executable, "-m", "harness", "start", str(sandbox), "--max-experiments", "1",
+                          "--agent", "anthropic:claude-sonnet-4-5"], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 1 and "set ANTHROPIC_API_KEY" in res.stderr
+    assert not (sandbox / "results.tsv").exists()

@@ -1,0 +1,99 @@
+"""list_experiments and show_experiment: the ledger as text for a model.
+
+Records are trajectory objects (:meth:`harness.ledger.Ledger.records`). Diffs come from git for
+experiments that became commits (kept ones on the branch, discarded ones under
+``refs/autoresearch/discarded/<n>``) and from ``runs/<n>/proposal.diff`` for refused proposals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .files import ToolError
+
+#: outcomes whose run log is worth showing (the run started and failed)
+CRASHES = ("crash", "oom", "nan", "timeout", "missing_metric", "over_budget")
+MAX_DIFF_CHARS = 6000
+LOG_TAIL_LINES = 30
+MAX_LOG_CHARS = 3000
+
+
+def experiment_line(rec: dict, width: int = 100) -> str:
+    """``#7 improved 2.101234 lower LR ...``: one experiment in one line, description cut to ``width``."""
+    val = f"{rec['val_bpb']:.6f}" if rec.get("val_bpb") is not None else "-"
+    desc = " ".join(str(rec.get("description", "")).split())
+    if len(desc) > width:
+        desc = desc[:max(width - 3, 0)] + "..."
+    return f"#{rec['experiment']} {rec['outcome']} {val} {desc}".rstrip()
+
+
+def list_experiments(history: list[dict], last_n: int | None = 20) -> str:
+    """The last ``last_n`` experiments (all when None), one line each, with the best so far on top."""
+    if not history:
+        return "no experiments yet"
+    n = max(1, int(last_n)) if last_n else len(history)
+    kept = [r for r in history if r.get("status") == "keep" and r.get("val_bpb") is not None]
+    best = min(kept, key=lambda r: r["val_bpb"]) if kept else None
+    head = [f"{len(history)} experiments; best val_bpb {best['val_bpb']:.6f} (experiment {best['experiment']})"
+            if best else f"{len(history)} experiments; none kept yet"]
+    if n < len(history):
+        head.append(f"(showing the last {n}; ask for more with last_n)")
+    return "\n".join(head + [experiment_line(r, 160) for r in history[-n:]])
+
+
+def log_tail(sandbox: Path | None, n: int, lines: int = LOG_TAIL_LINES, max_chars: int = MAX_LOG_CHARS) -> str:
+    """The last ``lines`` lines of ``runs/<n>/run.log`` (at most ``max_chars``), or ``""``."""
+    if sandbox is None:
+        return ""
+    try:
+        text = (Path(sandbox) / "runs" / str(n) / "run.log").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip("\n").split("\n")[-lines:])[-max_chars:]
+
+
+def experiment_diff(sandbox: Path | None, rec: dict) -> str:
+    """The diff experiment ``rec`` tried: ``git show`` of its commit, else its proposal.diff."""
+    if sandbox is None:
+        return ""
+    if rec.get("commit"):
+        import git
+
+        try:
+            return git.Repo(sandbox).git.show("--format=", "--no-color", rec["commit"])
+        except (git.GitCommandError, ValueError):
+            pass
+    try:
+        return (Path(sandbox) / "runs" / str(rec["experiment"]) / "proposal.diff").read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def show_experiment(sandbox: Path | None, history: list[dict], n: int) -> str:
+    """Experiment ``n`` in full: description, outcome, val_bpb against its parent, detail, diff, log tail.
+
+    Raises:
+        ToolError: there is no experiment ``n``.
+    """
+    try:
+        rec = next(r for r in history if r["experiment"] == int(n))
+    except (StopIteration, TypeError, ValueError):
+        last = history[-1]["experiment"] if history else 0
+        raise ToolError(f"there is no experiment {n!r}; experiments are numbered 1 to {last}") from None
+    parent = rec.get("parent_val_bpb")
+    parts = [
+        f"experiment {rec['experiment']}: {rec.get('description', '')}",
+        f"outcome: {rec['outcome']} (status {rec.get('status', '?')}), val_bpb: "
+        f"{rec['val_bpb'] if rec.get('val_bpb') is not None else '-'}, parent val_bpb: {parent if parent is not None else '-'}",
+        f"format: {rec.get('proposal_format') or '-'}, commit: {rec.get('commit') or 'none (never ran)'}",
+    ]
+    if rec.get("detail"):
+        parts.append(f"detail: {rec['detail'][:1500]}")
+    diff = experiment_diff(sandbox, rec)
+    if diff:
+        cut = "\n... (diff cut)" if len(diff) > MAX_DIFF_CHARS else ""
+        parts.append(f"diff:\n{diff[:MAX_DIFF_CHARS]}{cut}")
+    tail = log_tail(sandbox, rec["experiment"])
+    if tail:
+        parts.append(f"end of runs/{rec['experiment']}/run.log:\n{tail}")
+    return "\n".join(parts)
