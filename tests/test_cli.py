@@ -119,9 +119,13 @@ def test_second_start_is_refused_and_ctrl_c_leaves_a_clean_recorded_state(make_s
 
 
 def test_rails_check_exit_codes(tmp_path):
-    good, bad = tmp_path / "good.py", tmp_path / "bad.py"
-    good.write_text("X = 1\n")
+    template = Path(__file__).resolve().parent.parent / "sandbox_repo_template" / "train.py"
+    good, bad, sneaky = tmp_path / "good.py", tmp_path / "bad.py", tmp_path / "sneaky.py"
+    good.write_text(template.read_text())
     bad.write_text("X = = 1\n")
+    sneaky.write_text(template.read_text().replace("\nimport torch\n", "\nimport torch\nimport socket\n", 1))
     assert harness("rails", "check", good).returncode == 0
     res = harness("rails", "check", bad)
     assert res.returncode == 1 and "[syntax]" in res.stdout
+    res = harness("rails", "check", sneaky, "--against", good)
+    assert res.returncode == 1 and "[imports] import of 'socket'" in res.stdout
