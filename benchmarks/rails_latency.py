@@ -1,6 +1,6 @@
 """Latency of all static rails together: ``rails_p99_ms`` (see shared BENCHMARKS.md).
 
-Input: the template's train.py repeated with renamed copies of its functions and classes until it
+Input: the template's train.py followed by renamed copies of its functions and classes until it
 is about 630 lines (a realistic size for an evolved train.py), checked against the template as the
 parent. 20 warm-up checks, then 200 timed checks of ``rails.check_source`` in this one process;
 prints p50, p99 and max in milliseconds. Last line: ``rails_p99_ms=<p99> rails_p50_ms=<p50> lines=<n>``.
@@ -19,14 +19,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def sample_file(target_lines: int = 630) -> str:
-    """The template grown to about ``target_lines`` lines with renamed copies of its definitions."""
+    """The template grown to about ``target_lines`` lines with renamed copies of its top-level
+    functions and classes, added one at a time."""
     template = (ROOT / "sandbox_repo_template" / "train.py").read_text(encoding="utf-8")
-    body = template.split("# Model:", 1)[1].split("# ----------------------------------------------------------------------------\n# Training", 1)[0]
-    body = body.split("\n", 1)[1]
+    units = re.findall(r"^(?:def|class) \w+.*?(?=^\S)", template, flags=re.M | re.S)
     text, i = template, 0
     while text.count("\n") < target_lines:
+        unit = units[i % len(units)]
         i += 1
-        text += "\n" + re.sub(r"\b(def|class) (\w+)", lambda m: f"{m.group(1)} {m.group(2)}_v{i}", body)
+        text += "\n\n" + re.sub(r"^(def|class) (\w+)", lambda m: f"{m.group(1)} {m.group(2)}_v{i}", unit).rstrip() + "\n"
     return text
 
 
