@@ -150,3 +150,11 @@ def test_benign_research_edit_passes_every_rail(case):
 
 def test_the_unmodified_template_passes_every_rail():
     assert check_source(None, TEMPLATE, RailConfig()) == []
+
+
+def test_every_knob_move_of_the_local_agent_passes_except_seed_changes():
+    from harness.knobs import all_moves
+
+    refused = {(knob, v.rule) for knob, _, new, _ in all_moves(TEMPLATE)
+               for v in check_source(TEMPLATE, new, RailConfig())}
+    assert refused == {("SEED", "seed-only")}
