@@ -100,6 +100,14 @@ def test_openai_malformed_tool_call_is_answered_with_the_error_then_succeeds():
     assert "there is no tool 'no_such_tool'" in srv.requests[2].json["messages"][-2]["content"]
 
 
+def test_tool_arguments_sent_as_an_object_instead_of_a_string_are_accepted():
+    turn = openai_turn([("propose_edit", "{}")])
+    turn.body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = {"description": "g", "diff": GELU}
+    with FakeLLMServer([turn]) as srv:
+        prop = openai_agent(srv).propose(context())
+    assert "F.gelu" in prop.diff
+
+
 def test_rate_limit_is_retried_by_the_sdk_then_succeeds():
     with FakeLLMServer([anthropic_error(429), anthropic_turn(tool_use("propose_edit", {"description": "g", "diff": GELU}))]) as srv:
         prop = anthropic_agent(srv).propose(context())

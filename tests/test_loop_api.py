@@ -55,8 +55,10 @@ def test_anthropic_agent_edits_architecture_repairs_a_refused_diff_and_survives_
         anthropic_turn(tool_use("read_file", {"path": "prepare.py"}, "t1")),
         lambda body: anthropic_turn(text_block("GELU instead of ReLU^2."),
                                     tool_use("propose_edit", {"description": "GELU MLP", "diff": gelu_diff(body)}, "t2")),
-        # experiment 3: a rate limit (retried by the SDK), a stale SEARCH block refused, then the repair
+        # experiment 3: a rate limit (retried by the SDK), a look at experiment 2 and a note, a stale
+        # SEARCH block refused, then the repair
         anthropic_error(429),
+        anthropic_turn(tool_use("show_experiment", {"n": 2}, "s1"), tool_use("write_notes", {"text": "GELU tried"}, "s2")),
         anthropic_turn(tool_use("propose_edit", {"description": "LR", "search_replace":
                                                  "<<<<<<< SEARCH\nLEARNING_RATE = 0.003\n=======\nLEARNING_RATE = 0.004\n>>>>>>> REPLACE"}, "t2")),
         repaired,
@@ -72,7 +74,7 @@ def test_anthropic_agent_edits_architecture_repairs_a_refused_diff_and_survives_
     assert traj[1]["outcome"] in ("improved", "not_improved") and traj[2]["outcome"] in ("improved", "not_improved")
     assert traj[1]["agent"] == "anthropic:claude-test" and traj[1]["proposal_format"] == "udiff"
     assert traj[1]["llm_calls"] == 2 and traj[1]["prompt_tokens"] == 2000 and traj[1]["completion_tokens"] == 100
-    assert traj[2]["llm_calls"] == 2 and traj[2]["retries"] == 1 and traj[2]["description"] == "LR 3e-3 -> 4e-3"
+    assert traj[2]["llm_calls"] == 3 and traj[2]["retries"] == 1 and traj[2]["description"] == "LR 3e-3 -> 4e-3"
     assert "API error 500" in traj[3]["detail"] and traj[3]["commit"] is None
     repo = git.Repo(sandbox)
     assert "F.gelu" in repo.git.show(traj[1]["commit"]) and "LEARNING_RATE = 4e-3" in repo.git.show(traj[2]["commit"])
@@ -80,10 +82,15 @@ def test_anthropic_agent_edits_architecture_repairs_a_refused_diff_and_survives_
     assert repo.head.commit.hexsha == [t for t in traj if t["status"] == "keep"][-1]["commit"]
     # the wire: tools and cache control on every request, the history in the next prompt, no key in a body
     bodies = [r.json for r in srv.requests]
-    assert len(srv.requests) == 5 + 5  # five scripted replies, then the SDK's first try + 4 retries of the storm
+    assert len(srv.requests) == 6 + 5  # six scripted replies, then the SDK's first try + 4 retries of the storm
     assert all(b["system"][-1]["cache_control"] == {"type": "ephemeral"} and len(b["tools"]) == 5 for b in bodies)
     assert "#2 " in bodies[2]["messages"][0]["content"][0]["text"]
-    assert "refused (patch_failed)" in json.dumps(bodies[4]["messages"][-1])
+    shown, noted = bodies[4]["messages"][-1]["content"][:2]
+    assert shown["tool_use_id"] == "s1" and "+        return x + self.drop(self.fc_out(F.gelu" in shown["content"]
+    assert "end of runs/2/run.log" in shown["content"] and "val_bpb" in shown["content"]
+    assert noted["tool_use_id"] == "s2" and not noted["is_error"]
+    assert "GELU tried" in (sandbox / "notes.md").read_text()
+    assert "refused (patch_failed)" in json.dumps(bodies[5]["messages"][-1])
     assert all(CANARY.encode() not in r.body for r in srv.requests)
 
 

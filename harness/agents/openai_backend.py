@@ -80,6 +80,8 @@ class OpenAIConversation:
                 continue
             call_id = getattr(tc, "id", None) or f"call_{len(self.messages)}_{i}"
             raw = fn.arguments or "{}"
+            if isinstance(raw, dict):  # some servers send an object instead of a JSON string
+                raw = json.dumps(raw)
             try:
                 args, error = json.loads(raw), None
                 if not isinstance(args, dict):
