@@ -18,6 +18,7 @@ from typing import Callable, Optional
 from .agents.base import Proposal, Usage
 from .config import HarnessConfig
 from .critical import deferred_signals
+from .integrity import check_after_run, fingerprint
 from .ledger import ExperimentRecord, Ledger
 from .sandbox import Sandbox, commit_message
 
@@ -120,9 +121,11 @@ class ExperimentRunner:
             commit = self.sandbox.commit_files(new_files, commit_message(desc, trailers))
             if on_commit:
                 on_commit(commit)
+        before = fingerprint(self.sandbox.path)
         try:
             res = run_experiment(self.cfg.command, self.sandbox.path, self.run_dir(n), self.cfg.time_budget_s,
                                  self.cfg.hard_limit_s, self.cfg.over_budget_tolerance_s, on_tick)
+            tampered = check_after_run(self.sandbox, before)
         except KeyboardInterrupt:
             with deferred_signals():
                 commit = self.finish(n, parent, desc, "interrupted", None, best)
@@ -130,12 +133,13 @@ class ExperimentRunner:
                                                 parent_val_bpb=best, detail="stopped by the user",
                                                 proposal_format=proposal.format if proposal else "baseline"))
             raise
-        outcome = decide(res.outcome, res.val_bpb, best)
+        outcome = "integrity_violation" if tampered else decide(res.outcome, res.val_bpb, best)
+        detail = tampered or res.detail
         with deferred_signals():
             commit = self.finish(n, parent, desc, outcome, res.val_bpb, best)
             rec = self.make_record(n, outcome, desc, started, usage, commit=commit, parent=parent, parent_val_bpb=best,
                                val_bpb=res.val_bpb, run_s=round(res.wall_s, 3), train_s=res.train_s,
-                               peak_mem_gb=round(res.peak_mem_gb, 3), detail=res.detail,
+                               peak_mem_gb=round(res.peak_mem_gb, 3), detail=detail,
                                proposal_format=proposal.format if proposal else "baseline",
                                knob=proposal.knob if proposal else None)
             self.ledger.append(rec)

@@ -35,6 +35,41 @@ _OOM_PATTERNS = re.compile(r"OutOfMemoryError|CUDA out of memory|MemoryError|Can
 _NAN_PATTERNS = re.compile(r"FAIL: loss (is nan|exploded)|loss is nan", re.I)
 KILL_GRACE_S = 5.0
 POLL_S = 0.25
+#: resource limits set on every run with prlimit(2): (resource name, soft and hard limit)
+RLIMITS = (("RLIMIT_NOFILE", 4096), ("RLIMIT_FSIZE", 8 << 30), ("RLIMIT_CORE", 0))
+NETNS_PREFIX = ("unshare", "--net", "--map-root-user")
+_netns_ok: bool | None = None
+
+
+def network_isolation_available() -> bool:
+    """True when ``unshare --net --map-root-user`` works here (Linux with user namespaces), probed
+    once per process; the child then runs in a new network namespace with no interface but a
+    downed loopback, so it cannot reach any network."""
+    global _netns_ok
+    if _netns_ok is None:
+        import shutil
+        import subprocess
+
+        try:
+            _netns_ok = bool(shutil.which("unshare")) and subprocess.run(
+                [*NETNS_PREFIX, "true"], capture_output=True, timeout=10).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            _netns_ok = False
+    return _netns_ok
+
+
+def _limit(pid: int, memory_limit_bytes: int | None) -> None:
+    """Apply :data:`RLIMITS` (and an address-space limit when asked) to a started child."""
+    import resource
+
+    limits = [(getattr(resource, name), value) for name, value in RLIMITS]
+    if memory_limit_bytes:
+        limits.append((resource.RLIMIT_AS, memory_limit_bytes))
+    for res, value in limits:
+        try:
+            resource.prlimit(pid, res, (value, value))
+        except (ProcessLookupError, PermissionError, ValueError, OSError):
+            pass  # the child already exited, or the platform refuses: the hard kill still applies
 
 
 @dataclass(frozen=True)
@@ -125,6 +160,8 @@ def run_experiment(
     hard_limit_s: float,
     over_budget_tolerance_s: float = 10.0,
     on_tick: Callable[[float], None] | None = None,
+    isolate_network: bool = True,
+    memory_limit_gb: float | None = None,
 ) -> RunResult:
     """Run ``command`` in ``cwd`` and return a classified :class:`RunResult`.
 
@@ -137,6 +174,10 @@ def run_experiment(
             SIGKILL after a grace of 5 s.
         over_budget_tolerance_s: trained seconds past the budget that are still accepted.
         on_tick: called about 4 times a second with the elapsed seconds (for a progress display).
+        isolate_network: run in a new network namespace when :func:`network_isolation_available`
+            (else on the host network; ``RunResult.detail`` does not change).
+        memory_limit_gb: address-space limit of the child in GB (None: none; CUDA needs a large
+            address space, so set it only for CPU runs).
 
     Raises:
         KeyboardInterrupt: re-raised after the child's group has been killed.
@@ -152,10 +193,12 @@ def run_experiment(
     start = time.monotonic()
     timed_out = False
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            resolve_command(command), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        argv = resolve_command(command)
+        if isolate_network and network_isolation_available():
+            argv = [*NETNS_PREFIX, *argv]  # unshare execs the command: same pid, same process group
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        _limit(proc.pid, int(memory_limit_gb * 1e9) if memory_limit_gb else None)
         rusage = None
         try:
             while True:

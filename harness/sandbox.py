@@ -12,6 +12,7 @@ Commit messages carry git trailers (``Experiment:``, ``Status:``, ``Val-Bpb:`` .
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import git
@@ -64,6 +65,9 @@ class Sandbox:
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
             raise SandboxError(f"{self.path} is not a git repository; create a sandbox with `harness init`.") from None
         self.git = self.repo.git
+        # no hook ever runs for the harness's own git commands (an experiment could plant one)
+        self.git.update_environment(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="core.hooksPath",
+                                    GIT_CONFIG_VALUE_0=os.devnull)
 
     # --- creation ---------------------------------------------------------------------------
     @classmethod
@@ -117,7 +121,8 @@ class Sandbox:
     def commit_files(self, files: dict[str, str], message: str) -> str:
         """Write ``files`` (name -> text) into the work tree, commit them, return the new sha.
 
-        With no files this makes an empty commit (used to record the baseline). Hooks are not run.
+        With no files this makes an empty commit (used to record the baseline). No git hook runs
+        for any of the harness's git commands (``core.hooksPath`` is set to the null device).
         """
         for name, text in files.items():
             (self.path / name).write_text(text, encoding="utf-8")

@@ -122,3 +122,26 @@ def test_the_hard_kill_reaches_grandchildren_in_the_process_group(tmp_path):
     res = run(tmp_path, code, budget=1, limit=1.5)
     assert res.outcome == "timeout"
     assert process_gone(int(pidfile.read_text()))
+
+
+def test_the_run_has_no_network_where_namespaces_are_available(tmp_path):
+    from harness.runner import network_isolation_available
+
+    if not network_isolation_available():
+        pytest.skip("unshare --net is not available on this machine")
+    code = ("import socket\n"
+            "try:\n    socket.create_connection(('127.0.0.1', 9), timeout=2); print('connected')\n"
+            "except OSError as e:\n    print('blocked', e.errno)\n"
+            "import socket as s2; print('ifaces', s2.if_nameindex())\n") + write_result(1.0)
+    res = run(tmp_path, code)
+    log = (tmp_path / "run" / "run.log").read_text()
+    assert res.outcome == "ok" and "blocked" in log and "'eth" not in log and "connected" not in log
+
+
+def test_resource_limits_are_applied_to_the_child(tmp_path):
+    code = ("import resource, time\ntime.sleep(0.5)\n"
+            "print('nofile', resource.getrlimit(resource.RLIMIT_NOFILE))\n"
+            "print('core', resource.getrlimit(resource.RLIMIT_CORE))\n") + write_result(1.0)
+    res = run(tmp_path, code)
+    log = (tmp_path / "run" / "run.log").read_text()
+    assert res.outcome == "ok" and "nofile (4096, 4096)" in log and "core (0, 0)" in log
