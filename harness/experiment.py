@@ -164,7 +164,7 @@ class ExperimentRunner:
         return ExperimentRecord(
             experiment=n, outcome=outcome, description=desc, agent=self.agent_name,
             started_at=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-            wall_s=round(time.time() - started, 3), llm_calls=usage.llm_calls,
+            wall_s=round(time.time() - started, 3), llm_calls=usage.llm_calls, tool_calls=usage.tool_calls,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             llm_s=round(usage.llm_s, 3), retries=usage.retries, **fields,
         )

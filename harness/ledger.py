@@ -71,6 +71,7 @@ class ExperimentRecord:
     train_s: Optional[float] = None
     peak_mem_gb: float = 0.0
     llm_calls: int = 0
+    tool_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     llm_s: float = 0.0

@@ -74,6 +74,7 @@ def test_anthropic_agent_edits_architecture_repairs_a_refused_diff_and_survives_
     assert traj[1]["outcome"] in ("improved", "not_improved") and traj[2]["outcome"] in ("improved", "not_improved")
     assert traj[1]["agent"] == "anthropic:claude-test" and traj[1]["proposal_format"] == "udiff"
     assert traj[1]["llm_calls"] == 2 and traj[1]["prompt_tokens"] == 2000 and traj[1]["completion_tokens"] == 100
+    assert traj[1]["tool_calls"] == 2 and traj[2]["tool_calls"] == 4
     assert traj[2]["llm_calls"] == 3 and traj[2]["retries"] == 1 and traj[2]["description"] == "LR 3e-3 -> 4e-3"
     assert "API error 500" in traj[3]["detail"] and traj[3]["commit"] is None
     repo = git.Repo(sandbox)

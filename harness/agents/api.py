@@ -121,7 +121,7 @@ class ApiAgent:
                 note = self._text_protocol(turn.text, box)
                 if box.proposal is None and note.startswith("refused"):
                     last_refusal = note
-            usage.retries = box.refusals
+            usage.retries, usage.tool_calls = box.refusals, calls
             if box.proposal is not None:
                 p = box.proposal
                 return Proposal(description=p.description, diff=p.diff, format=p.format, usage=usage)

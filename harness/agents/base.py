@@ -30,9 +30,11 @@ class AgentExhausted(Exception):
 
 @dataclass
 class Usage:
-    """LLM cost of one proposal: calls, tokens, seconds spent waiting, retries after bad output."""
+    """LLM cost of one proposal: model calls, tool calls the model made, tokens, seconds spent
+    waiting, retries after bad output (refused proposals)."""
 
     llm_calls: int = 0
+    tool_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     llm_s: float = 0.0
