@@ -10,11 +10,8 @@ import time
 from pathlib import Path
 
 import git
-import pytest
 
-from harness.patch import make_unified_diff
 
-from .conftest import set_knobs
 
 
 def harness(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:

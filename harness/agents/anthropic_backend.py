@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .chat import BackendError, ToolCall, Turn
+from .chat import ToolCall, Turn, sdk_errors
 
 CACHE = {"type": "ephemeral"}
 
@@ -60,16 +60,10 @@ class AnthropicConversation:
             kwargs["tool_choice"] = {"type": "any"}
         elif tool_choice != "auto":
             kwargs["tool_choice"] = {"type": "tool", "name": tool_choice}
-        try:
+        with sdk_errors(anthropic, "anthropic"):
             resp = self.backend.client.messages.create(
                 model=self.backend.model, max_tokens=self.backend.max_tokens, system=self.system,
                 tools=self.tools, messages=self._with_cache_mark(), **kwargs)
-        except anthropic.APIConnectionError as exc:  # includes timeouts
-            raise BackendError(f"anthropic endpoint unreachable: {exc}", unreachable=True) from None
-        except anthropic.APIStatusError as exc:
-            raise BackendError(f"anthropic API error {exc.status_code}: {_short(exc.message)}") from None
-        except anthropic.APIError as exc:
-            raise BackendError(f"anthropic API error: {_short(str(exc))}") from None
         turn, blocks = Turn(), []
         for block in resp.content or []:
             if block.type == "text":
@@ -103,7 +97,3 @@ class AnthropicConversation:
         last["content"] = [*last["content"][:-1], {**last["content"][-1], "cache_control": CACHE}]
         out[-1] = last
         return out
-
-
-def _short(text: str, limit: int = 300) -> str:
-    return " ".join(str(text).split())[:limit]

@@ -7,6 +7,7 @@ tool calls (and/or adds a plain user message). Wire formats stay inside the back
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
@@ -66,3 +67,27 @@ class Backend(Protocol):
     def start(self, system: list[str], user: str, tools: list[dict]) -> Conversation:
         """A new conversation: ``system`` blocks (the last one ends the cacheable prefix), the
         first user message, and tools as ``{name, description, parameters}`` (JSON schema)."""
+
+
+@contextmanager
+def sdk_errors(sdk, label: str):
+    """Turn the errors of the ``anthropic`` or ``openai`` SDK (same class names in both) raised in
+    the block into :class:`BackendError`; connection errors and timeouts are ``unreachable``.
+
+    Args:
+        sdk: the SDK module (``anthropic`` or ``openai``).
+        label: how the endpoint is named in messages, e.g. ``"anthropic"``.
+    """
+    try:
+        yield
+    except sdk.APIConnectionError as exc:  # includes timeouts
+        raise BackendError(f"{label} endpoint unreachable: {exc}", unreachable=True) from None
+    except sdk.APIStatusError as exc:
+        raise BackendError(f"{label} API error {exc.status_code}: {short(exc.message)}") from None
+    except sdk.APIError as exc:
+        raise BackendError(f"{label} API error: {short(str(exc))}") from None
+
+
+def short(text: str, limit: int = 300) -> str:
+    """``text`` on one line, at most ``limit`` characters (for error messages)."""
+    return " ".join(str(text).split())[:limit]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Optional
 
-from .chat import BackendError, ToolCall, Turn
+from .chat import BackendError, ToolCall, Turn, sdk_errors
 
 
 class OpenAIBackend:
@@ -59,16 +59,10 @@ class OpenAIConversation:
             kwargs["tool_choice"] = "required"
         elif tool_choice != "auto":
             kwargs["tool_choice"] = {"type": "function", "function": {"name": tool_choice}}
-        try:
+        with sdk_errors(openai, "openai-compatible"):
             resp = self.backend.client.chat.completions.create(
                 model=self.backend.model, messages=self.messages, tools=self.tools,
                 **{self.backend.token_param: self.backend.max_tokens}, **kwargs)
-        except openai.APIConnectionError as exc:  # includes timeouts
-            raise BackendError(f"openai-compatible endpoint unreachable: {exc}", unreachable=True) from None
-        except openai.APIStatusError as exc:
-            raise BackendError(f"openai-compatible API error {exc.status_code}: {_short(exc.message)}") from None
-        except openai.APIError as exc:
-            raise BackendError(f"openai-compatible API error: {_short(str(exc))}") from None
         if not resp.choices:
             raise BackendError("the server answered with no choices")
         msg = resp.choices[0].message
@@ -106,7 +100,3 @@ class OpenAIConversation:
             self.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
         if note or not results:
             self.messages.append({"role": "user", "content": note or "continue"})
-
-
-def _short(text: str, limit: int = 300) -> str:
-    return " ".join(str(text).split())[:limit]
