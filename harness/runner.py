@@ -78,7 +78,9 @@ class RunResult:
 
     Attributes:
         outcome: ``ok`` (scored), or a failure from the outcome taxonomy: ``crash``, ``oom``,
-            ``nan``, ``timeout``, ``missing_metric``, ``over_budget``, ``preempted``.
+            ``nan``, ``timeout``, ``missing_metric``, ``over_budget``, ``preempted``,
+            ``integrity_violation`` (the trusted evaluation found extra calls, a non-causal model or
+            replaced constants/functions).
         val_bpb: bits per byte from the trusted result file, or None.
         exit_code: the child's exit code (negative: killed by that signal), None if never started.
         wall_s: wall-clock seconds from start to exit (or kill).
@@ -150,6 +152,19 @@ def _read_result(path: Path) -> tuple[Optional[dict], str]:
     if not isinstance(val, (int, float)) or not math.isfinite(val) or val <= 0:
         return None, f"result file has no valid val_bpb ({val!r})"
     return data, ""
+
+
+def _integrity_problems(data: dict) -> str:
+    """What the trusted evaluation reported as wrong (one line), or "" when all is well."""
+    problems = []
+    if data.get("eval_calls", 1) != 1:
+        problems.append(f"evaluate_bpb was called {data['eval_calls']} times (exactly once is allowed)")
+    if data.get("causal") is False:
+        problems.append(f"the model is not causal (earlier logits moved by {data.get('causality_max_diff', 0):.3g} "
+                        "when later tokens changed)")
+    if data.get("tampered"):
+        problems.append("replaced at run time: " + ", ".join(map(str, data["tampered"])))
+    return "; ".join(problems)
 
 
 def run_experiment(
@@ -252,6 +267,9 @@ def classify(exit_code, timed_out, wall_s, log_path, result_path, time_budget_s,
         return result("crash", f"exited with code {exit_code}")
     if data is None:
         return result("missing_metric", why)
+    integrity = _integrity_problems(data)
+    if integrity:
+        return result("integrity_violation", integrity, float(data["val_bpb"]))
     if isinstance(train_s, (int, float)) and train_s > time_budget_s + over_budget_tolerance_s:
         return result("over_budget", f"trained {train_s:.1f} s on a budget of {time_budget_s} s",
                       float(data["val_bpb"]))

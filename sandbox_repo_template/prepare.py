@@ -317,6 +317,14 @@ def prepare(corpus: str = CORPUS) -> Path:
 _split_cache: dict[str, torch.Tensor] = {}
 _train_started_at: float | None = None  # perf_counter() at the first yielded training batch
 _eval_calls = 0
+# References captured when prepare is imported (before train.py can change anything): the metric is
+# computed with these, and evaluate_bpb reports any that were replaced since (tamper detection).
+_perf_counter, _cross_entropy, _log = time.perf_counter, F.cross_entropy, math.log
+_REFERENCES = {"time.perf_counter": (time, "perf_counter", _perf_counter),
+               "torch.nn.functional.cross_entropy": (F, "cross_entropy", _cross_entropy),
+               "math.log": (math, "log", _log)}
+_CONSTANTS = {"MAX_SEQ_LEN": MAX_SEQ_LEN, "EVAL_TOKENS": EVAL_TOKENS, "TIME_BUDGET": TIME_BUDGET,
+              "VOCAB_SIZE": VOCAB_SIZE, "CORPUS": CORPUS}
 
 
 def _tokens(split: str) -> torch.Tensor:
@@ -356,12 +364,33 @@ def _batches(data: torch.Tensor, B: int, T: int, split: str, device: torch.devic
         rows = data[starts[:, None] + cols]
         rows = (rows.pin_memory() if device.type == "cuda" else rows).to(device, non_blocking=True)
         if split == "train" and _train_started_at is None:
-            _train_started_at = time.perf_counter()
+            _train_started_at = _perf_counter()
         yield rows[:, :-1].contiguous(), rows[:, 1:].contiguous(), epoch
 
 
 # ----------------------------------------------------------------------------
 # Evaluation: bits per byte on the fixed validation slice, and the trusted result file
+
+CAUSAL_TOLERANCE = 0.05  # max |Δ logit| at earlier positions when later tokens change (bf16 noise)
+
+
+def _tampered() -> list[str]:
+    """Names of prepare's constants and of the library functions the metric relies on that differ
+    from the references captured when prepare was imported."""
+    changed = [name for name, value in _CONSTANTS.items() if globals().get(name) != value]
+    changed += [name for name, (owner, attr, ref) in _REFERENCES.items() if getattr(owner, attr, None) is not ref]
+    return changed
+
+
+def _causality_probe(model, x: torch.Tensor, vocab: int) -> float:
+    """Max |difference| of the logits at positions < T/2 when the tokens at positions >= T/2 of
+    ``x`` (1, T) are replaced: 0 for a causal model (each prediction sees only earlier tokens)."""
+    half = x.size(1) // 2
+    x2 = x.clone()
+    x2[:, half:] = (x2[:, half:] + 1 + torch.arange(x.size(1) - half, device=x.device)) % vocab
+    a, b = model(x)[:, :half].float(), model(x2)[:, :half].float()
+    return float((a - b).abs().max())
+
 
 @torch.no_grad()
 def evaluate_bpb(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: int) -> float:
@@ -371,10 +400,14 @@ def evaluate_bpb(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: int) 
     `model(x)` with x int64 (B, T) must return logits (B, T, V >= vocab size). bpb = sum of
     cross-entropy nats / (ln 2 * sum of UTF-8 bytes of the targets), computed in float32; targets that
     are special tokens count zero bytes and are left out of both sums (karpathy/autoresearch's
-    convention). Runs in eval mode and restores the training mode. Writes the result JSON to
-    $AUTORESEARCH_RESULT_FILE when set. Returns nan when the loss is not finite."""
+    convention). Runs in eval mode and restores the training mode. Also probes causality (changing
+    later tokens must not change earlier logits) and checks prepare's constants and the functions
+    the metric uses against references captured at import. Writes the result JSON (with ``causal``,
+    ``causality_max_diff``, ``tampered``, ``eval_calls``) to $AUTORESEARCH_RESULT_FILE when set.
+    Returns nan when the loss is not finite."""
     global _eval_calls
-    t0, _eval_calls = time.perf_counter(), _eval_calls + 1
+    t0, _eval_calls = _perf_counter(), _eval_calls + 1
+    tampered = _tampered()
     train_s = None if _train_started_at is None else t0 - _train_started_at
     device = next(model.parameters()).device
     val, T, V = _tokens("val"), MAX_SEQ_LEN, tokenizer.get_vocab_size()
@@ -396,21 +429,23 @@ def evaluate_bpb(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: int) 
             if not torch.is_tensor(logits) or logits.dim() != 3 or logits.shape[:2] != x.shape or logits.size(-1) < V:
                 raise ValueError(f"evaluate_bpb: model(x) must return logits (B, T, V>={V}) for x of "
                                  f"shape {tuple(x.shape)}, got {getattr(logits, 'shape', type(logits))}")
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
+            loss = _cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
             b = nbytes_of[y.flatten()]
             nats += torch.where(b > 0, loss, torch.zeros_like(loss)).sum().double()
             nbytes += int(b.sum())
             counted += int((b > 0).sum())
+        causal_diff = _causality_probe(model, chunks[0][0][:1].to(device), V)
     finally:
         model.train(was_training)
-    bpb = nats.item() / (math.log(2) * nbytes)
+    bpb = nats.item() / (_log(2) * nbytes)
     if not math.isfinite(bpb):
         bpb = float("nan")
     if os.environ.get("AUTORESEARCH_RESULT_FILE"):
         peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0
         _atomic_write(Path(os.environ["AUTORESEARCH_RESULT_FILE"]), json.dumps({
             "val_bpb": bpb if math.isfinite(bpb) else None, "eval_tokens": counted, "eval_bytes": nbytes,
-            "eval_s": time.perf_counter() - t0, "train_s": train_s, "eval_calls": _eval_calls,
+            "eval_s": _perf_counter() - t0, "train_s": train_s, "eval_calls": _eval_calls,
+            "causal": causal_diff <= CAUSAL_TOLERANCE, "causality_max_diff": causal_diff, "tampered": tampered,
             "device": str(device), "peak_vram_mb": peak, "corpus": CORPUS}).encode())
     return bpb
 

@@ -144,3 +144,16 @@ def test_resource_limits_are_applied_to_the_child(tmp_path):
     res = run(tmp_path, code)
     log = (tmp_path / "run" / "run.log").read_text()
     assert res.outcome == "ok" and "nofile (4096, 4096)" in log and "core (0, 0)" in log
+
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"eval_calls": 2}, "called 2 times"),
+    ({"causal": False, "causality_max_diff": 3.5}, "not causal"),
+    ({"tampered": ["time.perf_counter"]}, "replaced at run time: time.perf_counter"),
+])
+def test_what_the_trusted_evaluation_reports_makes_an_integrity_violation(tmp_path, extra, message):
+    payload = {"val_bpb": 0.1, "train_s": 1.0, "peak_vram_mb": 0.0, "eval_calls": 1, "causal": True, **extra}
+    code = f"import json, os\njson.dump({payload!r}, open(os.environ['AUTORESEARCH_RESULT_FILE'], 'w'))\n"
+    res = run(tmp_path, code)
+    assert res.outcome == "integrity_violation" and message in res.detail

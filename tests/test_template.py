@@ -52,6 +52,7 @@ def load_prepare(cache: Path, corpus: Path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     mod.CACHE_ROOT, mod.CORPUS = Path(cache), str(corpus)
+    mod._CONSTANTS["CORPUS"] = mod.CORPUS  # as if `harness init` had written it into the file
     return mod
 
 
@@ -226,12 +227,44 @@ def test_result_file_is_written_atomically_with_every_field(prep, tmp_path, monk
     prep.evaluate_bpb(model, tok, 4)
     data = json.loads(out.read_text())
     assert set(data) == {"val_bpb", "eval_tokens", "eval_bytes", "eval_s", "train_s", "eval_calls", "device",
-                         "peak_vram_mb", "corpus"}
+                         "peak_vram_mb", "corpus", "causal", "causality_max_diff", "tampered"}
+    assert data["causal"] is True and data["causality_max_diff"] == 0.0 and data["tampered"] == []
     assert data["val_bpb"] == pytest.approx(first) and data["eval_calls"] == 2 and data["device"] == "cpu"
     assert data["eval_tokens"] > 0 and data["eval_bytes"] > data["eval_tokens"] and data["peak_vram_mb"] == 0.0
     assert 0 <= data["train_s"] < 60 and data["eval_s"] >= 0 and data["corpus"] == prep.CORPUS
     assert [(a.parent, b) for a, b in replaced] == [(out.parent, out)] * 2  # temp file in the same folder
     assert sorted(p.name for p in out.parent.iterdir()) == ["metrics.json"]
+
+
+class PeekingModel(UniformModel):
+    """Logits that depend on the whole window (a bidirectional model): not causal."""
+
+    def forward(self, idx):
+        future = idx.float().mean(dim=1, keepdim=True)[..., None]  # (B, 1, 1), sees every position
+        return torch.zeros(*idx.shape, self.vocab_size) + future * 1e-2 + 0 * self.dummy
+
+
+def test_a_model_that_sees_the_future_is_reported_not_causal(prep, tmp_path, monkeypatch):
+    out = tmp_path / "metrics.json"
+    monkeypatch.setenv("AUTORESEARCH_RESULT_FILE", str(out))
+    tok = prep.Tokenizer.from_directory()
+    prep.evaluate_bpb(PeekingModel(tok.get_vocab_size()), tok, 2)
+    data = json.loads(out.read_text())
+    assert data["causal"] is False and data["causality_max_diff"] > prep.CAUSAL_TOLERANCE
+
+
+def test_replaced_functions_and_constants_are_reported_and_not_used(prep, tmp_path, monkeypatch):
+    out = tmp_path / "metrics.json"
+    monkeypatch.setenv("AUTORESEARCH_RESULT_FILE", str(out))
+    tok = prep.Tokenizer.from_directory()
+    honest = prep.evaluate_bpb(UniformModel(tok.get_vocab_size()), tok, 2)
+    monkeypatch.setattr(prep.F, "cross_entropy", lambda *a, **k: torch.zeros(1))
+    monkeypatch.setattr(prep, "EVAL_TOKENS", prep.EVAL_TOKENS)  # same value: not reported
+    monkeypatch.setattr(prep, "TIME_BUDGET", 10**6)
+    again = prep.evaluate_bpb(UniformModel(tok.get_vocab_size()), tok, 2)
+    data = json.loads(out.read_text())
+    assert sorted(data["tampered"]) == ["TIME_BUDGET", "torch.nn.functional.cross_entropy"]
+    assert again == pytest.approx(honest)  # the metric used the reference cross-entropy
 
 
 def test_evaluate_bpb_rejects_a_model_that_returns_a_loss(prep):
@@ -278,6 +311,7 @@ def test_train_py_runs_end_to_end_and_reports_the_summary_block(tmp_path, prepar
     assert {"val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "num_steps", "num_params_M"} <= set(fields)
     data = json.loads(result.read_text())
     assert data["eval_calls"] == 1 and abs(float(fields["val_bpb"]) - data["val_bpb"]) < 1e-6
+    assert data["causal"] is True and data["tampered"] == []  # the template's GPT passes its own checks
     assert 2 <= float(fields["training_seconds"]) < 10 and data["train_s"] >= 2
     assert 0 < data["val_bpb"] < 20
 
