@@ -42,6 +42,7 @@ def init(directory: Path, corpus: str, time_budget: int, tag: str | None):
     click.echo(f"  harness start {directory} --hours 8        # run experiments (Ctrl-C stops cleanly)")
     click.echo(f"  harness status {directory}                 # from another terminal")
     click.echo(f"  harness log {directory}                    # the results so far")
+    click.echo(f"  cd {directory} && claude                    # or drive it from Claude Code / another MCP client")
 
 
 @main.command()
@@ -100,6 +101,25 @@ def start(directory: Path, hours, minutes, max_experiments, agent_spec, base_url
     except (AlreadyRunning, SandboxError, LedgerError) as exc:
         _fail(str(exc))
     click.echo(f"done: {done} experiments this session. See `harness log {directory}` and `git log`.")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--hours", type=float, help="after this many hours run_experiment answers that the run is over")
+@click.option("--minutes", type=float, help="after this many minutes run_experiment answers that the run is over")
+def mcp(directory: Path, hours, minutes):
+    """Serve the sandbox DIRECTORY to an external agent (Claude Code, Codex, ...) as an MCP server
+    on stdin/stdout: read_file, list_experiments, show_experiment, write_notes, run_experiment."""
+    if hours is not None and minutes is not None:
+        _fail("give --hours or --minutes, not both", 2)
+    from .config import ConfigError
+    from .mcp_server import serve
+
+    duration_s = hours * 3600 if hours is not None else (minutes * 60 if minutes is not None else None)
+    try:
+        serve(directory, None if duration_s is None else time.time() + duration_s)
+    except ConfigError as exc:
+        _fail(str(exc))
 
 
 @main.command()

@@ -1,7 +1,7 @@
 """``harness init``: create a sandbox from ``sandbox_repo_template/`` and ``program.md``.
 
 Steps: copy the template, write the chosen corpus and time budget into prepare.py's constants,
-write ``harness.toml``, ``git init`` with a first commit on ``main``, create branch
+write ``harness.toml`` and the files for agent CLIs (:mod:`harness.agent_files`), ``git init`` with a first commit on ``main``, create branch
 ``autoresearch/<tag>``, then run ``python prepare.py`` (download, tokenizer, token files; it shows
 its own progress bar).
 """
@@ -81,7 +81,10 @@ def create_sandbox(dest: Path, corpus: str, time_budget_s: int, tag: str, prepar
     prep.write_text(set_constant(text, "TIME_BUDGET", str(int(time_budget_s))), encoding="utf-8")
     cfg = HarnessConfig(tag=tag, time_budget_s=int(time_budget_s))
     (dest / "harness.toml").write_text(render(cfg), encoding="utf-8")
+    from .agent_files import write_agent_files
     from .sandbox import Sandbox
+
+    write_agent_files(dest)
 
     Sandbox.create(dest, cfg.branch, "sandbox from autoresearch-harness template")
     if prepare:

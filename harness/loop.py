@@ -54,6 +54,12 @@ def recover(sandbox: Sandbox, ledger: Ledger, runner: ExperimentRunner) -> Optio
     return n
 
 
+def needs_baseline(records: list[dict]) -> bool:
+    """True until an unmodified baseline has run to the end (an interrupted one does not count).
+    The built-in loop and the MCP server both run it before the first proposal."""
+    return not any(r.get("proposal_format") == "baseline" and r["outcome"] != "interrupted" for r in records)
+
+
 def read_text(path: Path) -> str:
     """File text, or an empty string when the file does not exist."""
     try:
@@ -155,9 +161,7 @@ class Session:
         return count
 
     def _needs_baseline(self) -> bool:
-        """True until an unmodified baseline has run to the end (an interrupted one does not count)."""
-        return not any(r.get("proposal_format") == "baseline" and r["outcome"] != "interrupted"
-                       for r in self.ledger.records())
+        return needs_baseline(self.ledger.records())
 
     # --- limits, state and display -------------------------------------------------------------
     def _may_start_another(self) -> bool:

@@ -37,7 +37,9 @@ def test_init_creates_a_prepared_sandbox_on_its_branch(tmp_path, corpus_dir):
     repo = git.Repo(dest)
     assert repo.active_branch.name == "autoresearch/t1"
     assert repo.git.status("--porcelain") == ""
-    assert sorted(repo.git.ls_files().split()) == [".gitignore", "harness.toml", "prepare.py", "program.md", "train.py"]
+    assert sorted(repo.git.ls_files().split()) == [
+        ".claude/hooks/guard.py", ".claude/settings.json", ".gitignore", ".mcp.json", "AGENTS.md", "CLAUDE.md",
+        "harness.toml", "prepare.py", "program.md", "program_mcp.md", "train.py"]
     prepare = (dest / "prepare.py").read_text()
     assert "TIME_BUDGET = 7  #" in prepare and f'CORPUS = "{corpus_dir}"' in prepare
     assert "time_budget_s = 7" in (dest / "harness.toml").read_text()
@@ -72,12 +74,12 @@ def test_start_needs_a_limit_and_a_known_agent(make_sandbox, tmp_path):
     assert res.returncode == 1 and "harness init" in res.stderr
 
 
-def wait_for_phase(sandbox: Path, phase: str, timeout_s: float = 120) -> dict:
+def wait_for_phase(sandbox: Path, phase: str, timeout_s: float = 120, key: str | None = None) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             state = json.loads((sandbox / ".harness" / "state.json").read_text())
-            if state.get("phase") == phase:
+            if state.get("phase") == phase and (key is None or key in state):
                 return state
         except (OSError, ValueError):
             pass
@@ -90,7 +92,7 @@ def test_second_start_is_refused_and_ctrl_c_leaves_a_clean_recorded_state(make_s
     first = subprocess.Popen([sys.executable, "-m", "harness", "start", str(sandbox), "--minutes", "10"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        state = wait_for_phase(sandbox, "running")
+        state = wait_for_phase(sandbox, "running", key="commit")  # "running" is written before and after the commit
         second = harness("start", sandbox, "--minutes", 1)
         assert second.returncode == 1
         assert f"another harness is running in {sandbox} (pid {first.pid}" in second.stderr

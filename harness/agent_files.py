@@ -1,0 +1,78 @@
+"""The files ``harness init`` writes so that an agent CLI opened in the sandbox (Claude Code,
+Codex, a GLM-backed CLI) works through the harness:
+
+- ``.mcp.json``: registers ``harness mcp <sandbox>`` as the MCP server ``autoresearch``;
+- ``CLAUDE.md`` and ``AGENTS.md``: read program_mcp.md, run every experiment through run_experiment;
+- ``program_mcp.md``: the research program with the mechanics replaced by the tools;
+- ``.claude/settings.json``: permission rules and a ``PreToolUse`` hook running
+  ``.claude/hooks/guard.py`` with the harness's interpreter.
+
+They go into the sandbox's first commit, so an edit of any of them shows in ``git status`` and
+the harness refuses to run on a dirty tree.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+AGENT_TEMPLATES = Path(__file__).resolve().parent / "templates" / "agent"
+PROGRAM_MCP = Path(__file__).resolve().parent.parent / "program_mcp.md"
+SERVER = "autoresearch"
+TOOLS = ("read_file", "list_experiments", "show_experiment", "write_notes", "run_experiment")
+#: Claude Code's per-user local settings: never committed
+IGNORED = (".claude/settings.local.json",)
+
+
+def mcp_command(sandbox: Path) -> list[str]:
+    """The command line that serves ``sandbox`` over MCP with this installation's interpreter."""
+    return [sys.executable, "-m", "harness", "mcp", str(Path(sandbox).resolve())]
+
+
+def claude_settings(sandbox: Path) -> dict:
+    """``.claude/settings.json``: the MCP tools and read-only commands allowed, direct edits and
+    history rewrites denied, and the guard hook on every edit and shell command."""
+    guard = Path(sandbox).resolve() / ".claude" / "hooks" / "guard.py"
+    return {
+        "enableAllProjectMcpServers": True,
+        "enabledMcpjsonServers": [SERVER],
+        "permissions": {
+            "allow": [f"mcp__{SERVER}__{t}" for t in TOOLS] + [
+                "Read", "Grep", "Glob", "Bash(git log:*)", "Bash(git show:*)", "Bash(git diff:*)",
+                "Bash(git status:*)", "Bash(harness status:*)", "Bash(harness log:*)"],
+            "deny": ["Edit", "Write", "MultiEdit", "NotebookEdit", "Bash(python train.py:*)",
+                     "Bash(git reset:*)", "Bash(git rebase:*)", "Bash(git push:*)", "Bash(git commit:*)"],
+        },
+        "hooks": {
+            "PreToolUse": [{
+                "matcher": "Edit|Write|MultiEdit|NotebookEdit|Bash",
+                "hooks": [{"type": "command", "command": shlex.join([sys.executable, str(guard)]), "timeout": 10}],
+            }],
+        },
+    }
+
+
+def write_agent_files(sandbox: Path) -> list[str]:
+    """Write the agent files into ``sandbox`` (before its first commit); returns their paths."""
+    sandbox = Path(sandbox)
+    hooks = sandbox / ".claude" / "hooks"
+    hooks.mkdir(parents=True, exist_ok=True)
+    shutil.copy(AGENT_TEMPLATES / "guard.py", hooks / "guard.py")
+    agents = (AGENT_TEMPLATES / "AGENTS.md").read_text(encoding="utf-8")
+    (sandbox / "AGENTS.md").write_text(agents, encoding="utf-8")
+    (sandbox / "CLAUDE.md").write_text(agents, encoding="utf-8")
+    shutil.copy(PROGRAM_MCP, sandbox / "program_mcp.md")
+    command = mcp_command(sandbox)
+    mcp = {"mcpServers": {SERVER: {"type": "stdio", "command": command[0], "args": command[1:]}}}
+    (sandbox / ".mcp.json").write_text(json.dumps(mcp, indent=2) + "\n", encoding="utf-8")
+    settings = json.dumps(claude_settings(sandbox), indent=2) + "\n"
+    (sandbox / ".claude" / "settings.json").write_text(settings, encoding="utf-8")
+    ignore = sandbox / ".gitignore"
+    text = ignore.read_text(encoding="utf-8") if ignore.exists() else ""
+    missing = [p for p in IGNORED if p not in text.split("\n")]
+    if missing:
+        ignore.write_text(text.rstrip("\n") + "\n# agent CLIs' local state\n" + "\n".join(missing) + "\n", encoding="utf-8")
+    return [".mcp.json", "AGENTS.md", "CLAUDE.md", "program_mcp.md", ".claude/settings.json", ".claude/hooks/guard.py"]

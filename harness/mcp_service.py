@@ -1,0 +1,182 @@
+"""What ``harness mcp`` serves, without the protocol: the read-only tools of :mod:`tools` and
+``run_experiment``, bound to one sandbox.
+
+``run_experiment`` is the built-in loop's step with the proposal coming from an external agent:
+the same validation (:func:`tools.propose_edit`), the same :class:`harness.experiment.ExperimentRunner`
+(commit, time box, decide, record), the same baseline rule (:func:`harness.loop.needs_baseline`)
+and the same sandbox lock (:class:`harness.state.SessionLock`), so one experiment at a time runs
+per sandbox whether the other party is a second MCP client or a ``harness start``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from tools import ALL_TOOLS, Toolbox, propose_edit
+from tools.experiments import CRASHES, log_tail
+
+from .agents.base import Proposal, Usage
+from .config import HarnessConfig, load
+from .critical import deferred_signals
+from .experiment import BASELINE, ExperimentRunner, check_proposal
+from .ledger import Ledger, LedgerError
+from .loop import needs_baseline, recover
+from .sandbox import Sandbox, SandboxError
+from .state import AlreadyRunning, SessionLock, write_state
+
+#: the tools of :mod:`tools` an external agent gets; propose_edit is replaced by run_experiment
+SHARED_TOOLS = ("read_file", "list_experiments", "show_experiment", "write_notes")
+
+RUN_EXPERIMENT = {
+    "name": "run_experiment",
+    "description": (
+        "Run one experiment: `description` (one line: what you changed and why) and `diff`, a unified diff of "
+        "train.py against its current version ('--- a/train.py', '+++ b/train.py', '@@' hunks with exact context "
+        "lines; read_file train.py first). The harness checks the edit (it must apply and pass the rails), commits "
+        "it, trains for the fixed time budget, scores val_bpb, keeps the commit if it beats the best so far or "
+        "discards it, and records it. The answer gives the outcome, val_bpb, the best so far and, on a crash, the "
+        "end of the run log. The first call on a new sandbox runs the unmodified baseline first."),
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "description": {"type": "string", "description": "one line: what you changed and why"},
+            "diff": {"type": "string", "description": "a unified diff against the current train.py"},
+        },
+        "required": ["description", "diff"],
+    },
+}
+
+
+def tool_schemas() -> list[dict]:
+    """The schemas served, in the neutral ``{name, description, parameters}`` shape."""
+    return [t for t in ALL_TOOLS if t["name"] in SHARED_TOOLS] + [RUN_EXPERIMENT]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A tool's answer: ``text`` for the model, ``is_error`` when the call was refused."""
+
+    text: str
+    is_error: bool = False
+
+
+class ResearchService:
+    """The tools of one sandbox for external agents.
+
+    Args:
+        path: the sandbox folder.
+        deadline: epoch seconds after which ``run_experiment`` answers that the run is over.
+        agent_name: recorded in commits and the ledger (``mcp`` by default).
+    """
+
+    def __init__(self, path: Path, deadline: Optional[float] = None, agent_name: str = "mcp"):
+        self.path = Path(path).resolve()
+        self.cfg: HarnessConfig = load(self.path)
+        self.deadline, self.agent_name = deadline, agent_name
+        self.started_at = time.time()
+
+    def call(self, name: str, arguments: dict, on_tick: Callable[[float], None] | None = None) -> Answer:
+        """Run tool ``name``; never raises for bad input (refusals come back as ``is_error``)."""
+        if name == "run_experiment":
+            if not isinstance(arguments, dict) or set(arguments) - {"description", "diff"}:
+                return Answer("run_experiment takes exactly: description (string), diff (string)", True)
+            return self.run_experiment(str(arguments.get("description") or ""), str(arguments.get("diff") or ""),
+                                       on_tick)
+        if name not in SHARED_TOOLS:
+            return Answer(f"there is no tool {name!r}; the tools are {', '.join(t['name'] for t in tool_schemas())}", True)
+        sandbox = Sandbox(self.path, self.cfg.branch)
+        box = Toolbox(self.path, self.cfg, files={f: sandbox.read(f) for f in self.cfg.editable_files},
+                      history=Ledger(self.path).records())
+        res = box.call(name, arguments)
+        return Answer(res.text, res.is_error)
+
+    def time_left(self) -> Optional[float]:
+        """Seconds until the deadline (None without one)."""
+        return None if self.deadline is None else self.deadline - time.time()
+
+    def run_experiment(self, description: str, diff: str,
+                       on_tick: Callable[[float], None] | None = None) -> Answer:
+        """Check, commit, run, decide and record one experiment (the baseline first on a new sandbox).
+
+        Refused with a clear message when the deadline has passed or another experiment holds the
+        sandbox; an invalid edit is recorded (``patch_failed``/``syntax_error``/``rail_blocked``)
+        and answered with every reason, as ``propose_edit`` gives them.
+        """
+        left = self.time_left()
+        if left is not None and left <= 0:
+            return Answer("the run is over: its deadline has been reached, so no new experiment starts. Stop "
+                          "here; summarise what you learned with write_notes if you like.", True)
+        try:
+            with SessionLock(self.path):
+                return self._run_locked(description, diff, on_tick)
+        except AlreadyRunning as exc:
+            return Answer(f"refused: only one experiment runs at a time in a sandbox. {exc} Wait until it ends "
+                          "(list_experiments shows it once recorded), then call run_experiment again.", True)
+        except (SandboxError, LedgerError) as exc:
+            return Answer(f"refused: {exc}", True)
+
+    def _run_locked(self, description: str, diff: str, on_tick) -> Answer:
+        sandbox, ledger = Sandbox(self.path, self.cfg.branch), Ledger(self.path)
+        runner = ExperimentRunner(sandbox, ledger, self.cfg, self.agent_name)
+        sandbox.ensure_on_branch()
+        with deferred_signals():
+            recover(sandbox, ledger, runner)
+        parts = []
+        if needs_baseline(ledger.records()):
+            n = ledger.next_experiment()
+            self._state("running", experiment=n, description=BASELINE)
+            base = runner.run(n, None, {}, time.time(), on_tick, self._on_commit(n, BASELINE))
+            parts.append(f"first, the baseline ran as experiment {n}: {_summary(base.to_json(), self.path)}")
+        n, started = ledger.next_experiment(), time.time()
+        files = {f: sandbox.read(f) for f in self.cfg.editable_files}
+        verdict = propose_edit(files, self.cfg, description, diff=diff)
+        proposal = verdict.proposal or Proposal(description=" ".join(description.split())[:200] or "no description",
+                                                diff=diff, format="udiff")
+        run_dir = runner.run_dir(n)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "proposal.diff").write_text(diff, encoding="utf-8")
+        checked = check_proposal(proposal, files, self.cfg)
+        if verdict.proposal is None or checked.files is None:
+            outcome = verdict.outcome or checked.outcome
+            detail = checked.detail if checked.files is None else verdict.message
+            runner.record_refusal(n, proposal, outcome, detail, started, Usage(), checked.rail_verdicts)
+            self._state("idle")
+            parts.append(f"experiment {n} was not run and is recorded as {outcome}.\n{verdict.message}")
+            return Answer("\n\n".join(parts), True)
+        self._state("running", experiment=n, description=proposal.description)
+        rec = runner.run(n, proposal, checked.files, started, on_tick, self._on_commit(n, proposal.description))
+        self._state("idle")
+        parts.append(f"experiment {n}: {_summary(rec.to_json(), self.path)}")
+        best, _ = ledger.best()
+        parts.append(f"best val_bpb so far: {best:.6f}" if best is not None else "no kept result yet")
+        left = self.time_left()
+        if left is not None:
+            parts.append(f"time left in this run: {max(left, 0) / 60:.1f} min")
+        return Answer("\n".join(parts))
+
+    def _on_commit(self, n: int, description: str) -> Callable[[str], None]:
+        return lambda commit: self._state("running", experiment=n, description=description, commit=commit,
+                                          run_started_at=time.time())
+
+    def _state(self, phase: str, **extra) -> None:
+        best, _ = Ledger(self.path).best()
+        write_state(self.path, phase=phase, session_started_at=self.started_at, deadline=self.deadline,
+                    agent=self.agent_name, best_val_bpb=best, time_budget_s=self.cfg.time_budget_s, **extra)
+
+
+def _summary(rec: dict, sandbox: Path) -> str:
+    """``outcome improved, val_bpb 2.1 (was 2.2), kept`` plus the detail and, for a crash, the log tail."""
+    val = f"{rec['val_bpb']:.6f}" if rec.get("val_bpb") is not None else "-"
+    parent = rec.get("parent_val_bpb")
+    was = f" (best before: {parent:.6f})" if isinstance(parent, float) else ""
+    text = f"outcome {rec['outcome']}, val_bpb {val}{was}, {'kept' if rec.get('status') == 'keep' else 'discarded'}"
+    if rec.get("detail"):
+        text += f"\n{rec['detail']}"
+    if rec["outcome"] in CRASHES:
+        tail = log_tail(sandbox, rec["experiment"])
+        if tail:
+            text += f"\nend of runs/{rec['experiment']}/run.log:\n{tail}"
+    return text

@@ -1,0 +1,115 @@
+"""PreToolUse hook of Claude Code for an autoresearch-harness sandbox (written by ``harness init``).
+
+Claude Code sends the tool call as JSON on stdin (``tool_name``, ``tool_input``). Exit 0 lets the
+call go on through the usual permission rules; exit 2 blocks it and the text on stderr is shown
+to the model. Blocked: direct file edits (experiments and notes go through the MCP tools, so the
+tree stays as the harness committed it), running train.py or prepare.py, and git commands that
+move the branch or rewrite history. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+
+EDIT_TOOLS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
+EDIT_MESSAGE = (
+    "Blocked by autoresearch-harness: files in this sandbox are never edited directly. To change train.py, "
+    "call the MCP tool run_experiment(description, diff) with a unified diff of train.py: the harness checks, "
+    "commits, trains, scores and keeps or discards it. Use write_notes for notes.md; prepare.py, program.md and "
+    "harness.toml are read-only.")
+RUN_MESSAGE = (
+    "Blocked by autoresearch-harness: do not run {script} yourself. Every training run goes through the MCP tool "
+    "run_experiment(description, diff), which applies the time budget and records the result; read past runs "
+    "with list_experiments and show_experiment.")
+GIT_MESSAGE = (
+    "Blocked by autoresearch-harness: `git {sub}` would change the sandbox's branch or history, which the harness "
+    "owns. run_experiment commits each experiment and resets discarded ones itself; read history with git log, "
+    "git show, git diff, or the MCP tools list_experiments / show_experiment.")
+
+#: git subcommands that commit, move refs or rewrite the tree or history
+GIT_WRITES = {"reset", "rebase", "commit", "filter-branch", "filter-repo", "update-ref", "checkout", "switch",
+              "restore", "stash", "clean", "reflog", "gc", "replace", "am", "cherry-pick", "revert", "merge",
+              "pull", "rm", "mv", "apply", "symbolic-ref"}
+#: git global options that take a value (skipped to find the subcommand)
+GIT_VALUE_OPTIONS = {"-C", "-c", "--git-dir", "--work-tree", "--namespace"}
+RUNNERS = re.compile(r"^(python[0-9.]*|pypy[0-9.]*|uv|torchrun|accelerate|nohup|timeout|env|exec|bash|sh|time)$")
+
+
+def check(event: dict) -> str | None:
+    """The reason to block this PreToolUse ``event``, or None to let it through."""
+    tool = event.get("tool_name", "")
+    args = event.get("tool_input") or {}
+    if tool in EDIT_TOOLS:
+        return EDIT_MESSAGE
+    if tool == "Bash":
+        return check_command(str(args.get("command", "")))
+    return None
+
+
+def check_command(command: str) -> str | None:
+    """The reason to block a shell command line, or None."""
+    for part in re.split(r"&&|\|\||[;|&\n]|\$\(|`", command):
+        try:
+            words = shlex.split(part)
+        except ValueError:
+            words = part.split()
+        while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
+            words = words[1:]  # VAR=value prefixes
+        if not words:
+            continue
+        reason = _check_words(words)
+        if reason:
+            return reason
+    return None
+
+
+def _check_words(words: list[str]) -> str | None:
+    prog = words[0].rsplit("/", 1)[-1]
+    if prog == "git":
+        return _check_git(words[1:])
+    if prog in ("train.py", "prepare.py"):
+        return RUN_MESSAGE.format(script=prog)
+    if RUNNERS.match(prog):
+        for w in words[1:]:
+            name = w.rsplit("/", 1)[-1]
+            if name in ("train.py", "prepare.py") or w in ("train", "prepare"):
+                return RUN_MESSAGE.format(script=name if name.endswith(".py") else name + ".py")
+    return None
+
+
+def _check_git(args: list[str]) -> str | None:
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] in GIT_VALUE_OPTIONS else 1
+    if i >= len(args):
+        return None
+    sub, rest = args[i], args[i + 1:]
+    if sub in GIT_WRITES:
+        return GIT_MESSAGE.format(sub=" ".join([sub, *rest[:2]]).strip())
+    if sub == "push" and any(r in ("-f", "--force", "--force-with-lease", "--mirror", "--delete", "-d") or
+                             r.startswith(("--force", "+")) for r in rest):
+        return GIT_MESSAGE.format(sub="push " + " ".join(rest))
+    if sub in ("branch", "tag") and any(r in ("-D", "-d", "--delete", "-f", "--force", "-M", "-m", "--move")
+                                        for r in rest):
+        return GIT_MESSAGE.format(sub=" ".join([sub, *rest]))
+    return None
+
+
+def main() -> int:
+    """Read one hook event from stdin; exit 2 with the reason on stderr to block it."""
+    try:
+        event = json.load(sys.stdin)
+    except ValueError:
+        return 0
+    reason = check(event) if isinstance(event, dict) else None
+    if reason:
+        print(reason, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""``harness mcp`` through a real MCP client session (the ``mcp`` SDK) over stdio, on a real
+prepared sandbox with a tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import anyio
+import git
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from harness.patch import make_unified_diff
+from harness.sandbox import Sandbox
+from tests.conftest import set_knobs
+from tools.schemas import READ_FILE
+
+
+def server_params(sandbox: Path, *extra: str) -> StdioServerParameters:
+    """The server exactly as the sandbox's .mcp.json registers it for Claude Code (run in the
+    sandbox), plus ``extra`` arguments and the test's data cache."""
+    entry = json.loads((sandbox / ".mcp.json").read_text())["mcpServers"]["autoresearch"]
+    assert entry["command"] == sys.executable
+    return StdioServerParameters(command=entry["command"], args=[*entry["args"], *extra],
+                                 env={"AUTORESEARCH_CACHE": os.environ["AUTORESEARCH_CACHE"]}, cwd=str(sandbox))
+
+
+async def with_client(sandbox: Path, body, *extra: str):
+    """Open a client session on a fresh server, initialize it, and run ``body(session)``."""
+    async with stdio_client(server_params(sandbox, *extra)) as (read, write):
+        async with ClientSession(read, write) as session:
+            init = await session.initialize()
+            assert init.server_info.name == "autoresearch"
+            return await body(session)
+
+
+def text(result) -> str:
+    return "\n".join(c.text for c in result.content)
+
+
+def results_rows(sandbox: Path) -> list[list[str]]:
+    lines = (sandbox / "results.tsv").read_text().splitlines()
+    return [line.split("\t") for line in lines[1:]]
+
+
+def test_a_client_lists_tools_runs_a_good_and_a_bad_experiment_and_reads_results(make_sandbox):
+    sandbox = make_sandbox()
+    train = Sandbox(sandbox, "autoresearch/test").read("train.py")
+    good = make_unified_diff(train, set_knobs(train, LEARNING_RATE="1e-2"))
+    bad = make_unified_diff(train, train + "\nimport subprocess\n")
+    progress = []
+
+    async def body(session: ClientSession):
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+        assert set(tools) == {"read_file", "list_experiments", "show_experiment", "write_notes", "run_experiment"}
+        assert tools["read_file"].input_schema == READ_FILE["parameters"]
+        assert tools["run_experiment"].input_schema["required"] == ["description", "diff"]
+        program = await session.call_tool("read_file", {"path": "program.md"})
+        assert not program.is_error and "val_bpb" in text(program)
+
+        async def on_progress(done, total, message):
+            progress.append((done, total, message))
+
+        first = await session.call_tool("run_experiment", {"description": "higher learning rate", "diff": good},
+                                        progress_callback=on_progress)
+        second = await session.call_tool("run_experiment", {"description": "spawn a process", "diff": bad})
+        listing = await session.call_tool("list_experiments", {})
+        shown = await session.call_tool("show_experiment", {"n": 2})
+        return first, second, listing, shown
+
+    first, second, listing, shown = anyio.run(with_client, sandbox, body)
+    assert not first.is_error, text(first)
+    assert "the baseline ran as experiment 1" in text(first)
+    assert "experiment 2: outcome" in text(first) and "best val_bpb so far:" in text(first)
+    assert second.is_error and "rail_blocked" in text(second) and "subprocess" in text(second)
+    assert "#3 rail_blocked" in text(listing) and "#2 " in text(listing)
+    assert "higher learning rate" in text(shown)
+
+    rows = results_rows(sandbox)
+    assert [r[3] for r in rows][0] == "keep" and rows[2][3] == "crash" and len(rows) == 3
+    repo = git.Repo(sandbox)
+    assert not repo.is_dirty(untracked_files=False)
+    messages = [c.message for c in repo.iter_commits("autoresearch/test", max_count=3)]
+    assert any("Experiment: 1" in m for m in messages)
+    kept_2 = rows[1][3] == "keep"
+    assert any("Experiment: 2" in m for m in messages) == kept_2
+    assert "Agent: mcp" in messages[0]
+    assert progress, "a 2-second run with a progress token reports progress"
+    traj = [json.loads(x) for x in (sandbox / "trajectory.jsonl").read_text().splitlines()]
+    assert [t["proposal_format"] for t in traj] == ["baseline", "udiff", "udiff"]
+    assert traj[2]["rail_verdicts"] and traj[2]["agent"] == "mcp"
+    assert (sandbox / "runs" / "3" / "proposal.diff").read_text() == bad
+
+
+def test_run_experiment_answers_that_the_run_is_over_after_the_deadline(make_sandbox):
+    sandbox = make_sandbox()
+
+    async def body(session: ClientSession):
+        await anyio.sleep(0.2)
+        return await session.call_tool("run_experiment", {"description": "x", "diff": "y"})
+
+    res = anyio.run(with_client, sandbox, body, "--minutes", "0.001")
+    assert res.is_error and "the run is over" in text(res)
+    assert not (sandbox / "results.tsv").exists() or len(results_rows(sandbox)) == 0
+
+
+def test_two_clients_at_once_one_runs_the_other_is_refused_and_the_ledger_stays_consistent(make_sandbox):
+    sandbox = make_sandbox()
+    train = Sandbox(sandbox, "autoresearch/test").read("train.py")
+    diffs = [make_unified_diff(train, set_knobs(train, LEARNING_RATE=lr)) for lr in ("1e-2", "1e-3")]
+    answers = {}
+
+    async def client(i: int):
+        async def body(session: ClientSession):
+            return await session.call_tool("run_experiment", {"description": f"client {i}", "diff": diffs[i]})
+        answers[i] = await with_client(sandbox, body)
+
+    async def both():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client, 0)
+            tg.start_soon(client, 1)
+
+    anyio.run(both)
+    refused = [i for i, a in answers.items() if a.is_error]
+    assert len(refused) == 1, {i: text(a) for i, a in answers.items()}
+    assert "only one experiment runs at a time" in text(answers[refused[0]])
+    ran = 1 - refused[0]
+    rows = results_rows(sandbox)
+    assert len(rows) == 2 and rows[1][4] == f"client {ran}"  # baseline + the one that ran; the refusal is not recorded
+    repo = git.Repo(sandbox)
+    assert not repo.is_dirty(untracked_files=False)
+
+
+def test_concurrent_calls_of_one_client_run_one_experiment_at_a_time(make_sandbox):
+    sandbox = make_sandbox()
+    train = Sandbox(sandbox, "autoresearch/test").read("train.py")
+    diff = make_unified_diff(train, set_knobs(train, LEARNING_RATE="1e-2"))
+    answers = []
+
+    async def body(session: ClientSession):
+        async def call(i):
+            answers.append(await session.call_tool("run_experiment", {"description": f"call {i}", "diff": diff}))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, 0)
+            tg.start_soon(call, 1)
+
+    anyio.run(with_client, sandbox, body)
+    assert sorted(a.is_error for a in answers) == [False, True]
+    assert len(results_rows(sandbox)) == 2
+
+
+def test_a_dirty_tree_or_an_unknown_tool_is_refused_with_a_message(make_sandbox):
+    from harness.mcp_service import ResearchService
+
+    sandbox = make_sandbox()
+    service = ResearchService(sandbox)
+    assert service.call("propose_edit", {}).is_error
+    (sandbox / "train.py").write_text((sandbox / "train.py").read_text() + "\n# hand edit\n")
+    ans = service.call("run_experiment", {"description": "x", "diff": "y"})
+    assert ans.is_error and "uncommitted changes" in ans.text
+    assert not (sandbox / "results.tsv").exists() or len(results_rows(sandbox)) == 0
