@@ -60,6 +60,20 @@ def needs_baseline(records: list[dict]) -> bool:
     return not any(r.get("proposal_format") == "baseline" and r["outcome"] != "interrupted" for r in records)
 
 
+def time_is_up(deadline: Optional[float], records: list[dict]) -> Optional[str]:
+    """Why no new experiment may start before ``deadline`` (epoch seconds; None: no deadline): it
+    has passed, or the time left is shorter than a typical experiment (the median wall time of
+    the last 5 that ran). None while another one fits."""
+    if deadline is None:
+        return None
+    left = deadline - time.time()
+    walls = [r["wall_s"] for r in records[-5:] if r.get("run_s")]
+    expected = statistics.median(walls) if walls else 0.0
+    if left <= 0 or left < expected:
+        return f"time is up: {max(left, 0):.0f} s left, an experiment takes about {expected:.0f} s"
+    return None
+
+
 def read_text(path: Path) -> str:
     """File text, or an empty string when the file does not exist."""
     try:
@@ -169,13 +183,9 @@ class Session:
         if lim.max_experiments is not None and self.done >= lim.max_experiments:
             self.display.message(f"reached --max-experiments {lim.max_experiments}")
             return False
-        if lim.deadline is None:
-            return True
-        left = lim.deadline - time.time()
-        walls = [r["wall_s"] for r in self.ledger.records()[-5:] if r.get("run_s")]
-        expected = statistics.median(walls) if walls else 0.0
-        if left <= 0 or left < expected:
-            self.display.message(f"time is up: {max(left, 0):.0f} s left, an experiment takes about {expected:.0f} s")
+        reason = time_is_up(lim.deadline, self.ledger.records())
+        if reason:
+            self.display.message(reason)
             return False
         return True
 

@@ -23,7 +23,7 @@ from .config import HarnessConfig, load
 from .critical import deferred_signals
 from .experiment import BASELINE, ExperimentRunner, check_proposal
 from .ledger import Ledger, LedgerError
-from .loop import needs_baseline, recover
+from .loop import needs_baseline, recover, time_is_up
 from .sandbox import Sandbox, SandboxError
 from .state import AlreadyRunning, SessionLock, write_state
 
@@ -105,10 +105,10 @@ class ResearchService:
         sandbox; an invalid edit is recorded (``patch_failed``/``syntax_error``/``rail_blocked``)
         and answered with every reason, as ``propose_edit`` gives them.
         """
-        left = self.time_left()
-        if left is not None and left <= 0:
-            return Answer("the run is over: its deadline has been reached, so no new experiment starts. Stop "
-                          "here; summarise what you learned with write_notes if you like.", True)
+        reason = time_is_up(self.deadline, Ledger(self.path).records())
+        if reason:
+            return Answer(f"the run is over ({reason}): no new experiment starts. Stop here; summarise what you "
+                          "learned with write_notes if you like.", True)
         try:
             with SessionLock(self.path):
                 return self._run_locked(description, diff, on_tick)

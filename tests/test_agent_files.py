@@ -45,6 +45,17 @@ def test_direct_edits_are_blocked_with_a_pointer_to_run_experiment(agent_dir, to
     assert "run_experiment(description, diff)" in res.stderr and "write_notes" in res.stderr
 
 
+@pytest.mark.parametrize("command", [
+    "cat > train.py <<'EOF'\nprint(1)\nEOF", "echo idea >> notes.md", "sed -i 's/DEPTH = 4/DEPTH = 8/' train.py",
+    "sed -e s/a/b/ -i.bak ./train.py", "tee train.py < /tmp/new.py", "cp /tmp/new.py train.py",
+    "mv /tmp/p.py prepare.py", "perl -pi -e s/a/b/ train.py", "rm results.tsv",
+])
+def test_shell_writes_into_the_sandbox_files_are_blocked(agent_dir, command):
+    res = run_hook(agent_dir, "Bash", {"command": command})
+    assert res.returncode == 2, command
+    assert "run_experiment(description, diff)" in res.stderr
+
+
 @pytest.mark.parametrize("command, tool", [
     ("python train.py", "run_experiment"),
     ("uv run train.py > run.log 2>&1", "run_experiment"),
@@ -73,6 +84,8 @@ def test_training_runs_and_history_rewrites_are_blocked(agent_dir, command, tool
     ("Bash", {"command": "git show refs/autoresearch/discarded/2"}),
     ("Bash", {"command": "cat train.py | grep LEARNING_RATE"}),
     ("Bash", {"command": "harness status ."}),
+    ("Bash", {"command": "cp train.py /tmp/scratch.py && grep -n LR train.py > /tmp/out 2>&1"}),
+    ("Bash", {"command": "python -c 'import torch; print(torch.__version__)'"}),
     ("Read", {"file_path": "train.py"}),
     ("mcp__autoresearch__run_experiment", {"description": "x", "diff": "y"}),
 ])

@@ -2,8 +2,9 @@
 
 Claude Code sends the tool call as JSON on stdin (``tool_name``, ``tool_input``). Exit 0 lets the
 call go on through the usual permission rules; exit 2 blocks it and the text on stderr is shown
-to the model. Blocked: direct file edits (experiments and notes go through the MCP tools, so the
-tree stays as the harness committed it), running train.py or prepare.py, and git commands that
+to the model. Blocked: direct file edits, by the edit tools or by shell writes onto the sandbox's
+files (experiments and notes go through the MCP tools, so the tree stays as the harness committed
+it), running train.py or prepare.py, and git commands that
 move the branch or rewrite history. Standard library only.
 """
 
@@ -35,6 +36,10 @@ GIT_WRITES = {"reset", "rebase", "commit", "filter-branch", "filter-repo", "upda
               "pull", "rm", "mv", "apply", "symbolic-ref"}
 #: git global options that take a value (skipped to find the subcommand)
 GIT_VALUE_OPTIONS = {"-C", "-c", "--git-dir", "--work-tree", "--namespace"}
+#: shell writes into the sandbox's own files: redirections, in-place editors, copies and moves onto them
+PROTECTED = r"(train\.py|prepare\.py|program(_mcp)?\.md|notes\.md|harness\.toml|results\.tsv|trajectory\.jsonl|\.gitignore)"
+SHELL_WRITE = re.compile(r"(>>?|\b(tee|truncate|rm|dd|patch)\b[^|;&]*?|\bsed\b[^|;&]*?\s-i\S*[^|;&]*?|"
+                         r"\bperl\s+-\S*i\S*[^|;&]*?)\s*(of=)?\S*?(?<![\w.])" + PROTECTED + r"(?![\w.])")
 RUNNERS = re.compile(r"^(python[0-9.]*|pypy[0-9.]*|uv|torchrun|accelerate|nohup|timeout|env|exec|bash|sh|time)$")
 
 
@@ -51,6 +56,8 @@ def check(event: dict) -> str | None:
 
 def check_command(command: str) -> str | None:
     """The reason to block a shell command line, or None."""
+    if SHELL_WRITE.search(command):
+        return EDIT_MESSAGE
     for part in re.split(r"&&|\|\||[;|&\n]|\$\(|`", command):
         try:
             words = shlex.split(part)
@@ -68,6 +75,9 @@ def check_command(command: str) -> str | None:
 
 def _check_words(words: list[str]) -> str | None:
     prog = words[0].rsplit("/", 1)[-1]
+    targets = [w for w in words[1:] if not w.startswith("-")]
+    if prog in ("cp", "mv", "install", "ln") and targets and re.fullmatch(PROTECTED, targets[-1].rsplit("/", 1)[-1]):
+        return EDIT_MESSAGE
     if prog == "git":
         return _check_git(words[1:])
     if prog in ("train.py", "prepare.py"):
