@@ -1,7 +1,8 @@
 """The files ``harness init`` writes so that an agent CLI opened in the sandbox (Claude Code,
 Codex, a GLM-backed CLI) works through the harness:
 
-- ``.mcp.json``: registers ``harness mcp <sandbox>`` as the MCP server ``autoresearch``;
+- ``.mcp.json`` (Claude Code) and ``.codex/config.toml`` (Codex, in a trusted project): register
+  ``harness mcp <sandbox>`` as the MCP server ``autoresearch``;
 - ``CLAUDE.md`` and ``AGENTS.md``: read program_mcp.md, run every experiment through run_experiment;
 - ``program_mcp.md``: the research program with the mechanics replaced by the tools;
 - ``.claude/settings.json``: permission rules and a ``PreToolUse`` hook running
@@ -55,6 +56,14 @@ def claude_settings(sandbox: Path) -> dict:
     }
 
 
+def codex_config(command: list[str]) -> str:
+    """``.codex/config.toml``: the server as Codex's ``[mcp_servers.NAME]`` table (JSON string
+    escapes are valid TOML basic strings)."""
+    args = ", ".join(json.dumps(a) for a in command[1:])
+    return (f"# written by harness init: the harness's MCP server for this sandbox\n[mcp_servers.{SERVER}]\n"
+            f"command = {json.dumps(command[0])}\nargs = [{args}]\n")
+
+
 def write_agent_files(sandbox: Path) -> list[str]:
     """Write the agent files into ``sandbox`` (before its first commit); returns their paths."""
     sandbox = Path(sandbox)
@@ -68,6 +77,8 @@ def write_agent_files(sandbox: Path) -> list[str]:
     command = mcp_command(sandbox)
     mcp = {"mcpServers": {SERVER: {"type": "stdio", "command": command[0], "args": command[1:]}}}
     (sandbox / ".mcp.json").write_text(json.dumps(mcp, indent=2) + "\n", encoding="utf-8")
+    (sandbox / ".codex").mkdir(exist_ok=True)
+    (sandbox / ".codex" / "config.toml").write_text(codex_config(command), encoding="utf-8")
     settings = json.dumps(claude_settings(sandbox), indent=2) + "\n"
     (sandbox / ".claude" / "settings.json").write_text(settings, encoding="utf-8")
     ignore = sandbox / ".gitignore"
@@ -75,4 +86,4 @@ def write_agent_files(sandbox: Path) -> list[str]:
     missing = [p for p in IGNORED if p not in text.split("\n")]
     if missing:
         ignore.write_text(text.rstrip("\n") + "\n# agent CLIs' local state\n" + "\n".join(missing) + "\n", encoding="utf-8")
-    return [".mcp.json", "AGENTS.md", "CLAUDE.md", "program_mcp.md", ".claude/settings.json", ".claude/hooks/guard.py"]
+    return [".mcp.json", ".codex/config.toml", "AGENTS.md", "CLAUDE.md", "program_mcp.md", ".claude/settings.json", ".claude/hooks/guard.py"]

@@ -13,6 +13,11 @@ import pytest
 
 from harness.agent_files import write_agent_files
 
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
 
 @pytest.fixture(scope="module")
 def agent_dir(tmp_path_factory) -> Path:
@@ -97,6 +102,8 @@ def test_reads_and_the_mcp_tools_pass(agent_dir, tool, tool_input):
 def test_mcp_json_and_settings_register_the_server_and_the_hook(agent_dir):
     mcp = json.loads((agent_dir / ".mcp.json").read_text())["mcpServers"]["autoresearch"]
     assert mcp["args"][-3:] == ["harness", "mcp", str(agent_dir.resolve())] and Path(mcp["command"]).exists()
+    codex = tomllib.loads((agent_dir / ".codex" / "config.toml").read_text())["mcp_servers"]["autoresearch"]
+    assert [codex["command"], *codex["args"]] == [mcp["command"], *mcp["args"]]
     settings = json.loads((agent_dir / ".claude" / "settings.json").read_text())
     assert "mcp__autoresearch__run_experiment" in settings["permissions"]["allow"]
     assert "Edit" in settings["permissions"]["deny"]
@@ -111,7 +118,7 @@ def test_init_commits_the_agent_files_and_leaves_a_clean_tree(make_sandbox):
     sandbox = make_sandbox()
     repo = git.Repo(sandbox)
     tracked = set(repo.git.ls_files().split())
-    assert {".mcp.json", "CLAUDE.md", "AGENTS.md", "program_mcp.md", ".claude/settings.json",
+    assert {".mcp.json", ".codex/config.toml", "CLAUDE.md", "AGENTS.md", "program_mcp.md", ".claude/settings.json",
             ".claude/hooks/guard.py"} <= tracked
     (sandbox / ".claude" / "settings.local.json").write_text("{}")
     assert repo.git.status("--porcelain") == ""

@@ -38,7 +38,7 @@ def test_init_creates_a_prepared_sandbox_on_its_branch(tmp_path, corpus_dir):
     assert repo.active_branch.name == "autoresearch/t1"
     assert repo.git.status("--porcelain") == ""
     assert sorted(repo.git.ls_files().split()) == [
-        ".claude/hooks/guard.py", ".claude/settings.json", ".gitignore", ".mcp.json", "AGENTS.md", "CLAUDE.md",
+        ".claude/hooks/guard.py", ".claude/settings.json", ".codex/config.toml", ".gitignore", ".mcp.json", "AGENTS.md", "CLAUDE.md",
         "harness.toml", "prepare.py", "program.md", "program_mcp.md", "train.py"]
     prepare = (dest / "prepare.py").read_text()
     assert "TIME_BUDGET = 7  #" in prepare and f'CORPUS = "{corpus_dir}"' in prepare
