@@ -21,7 +21,7 @@ from tools.experiments import CRASHES, log_tail
 from .agents.base import Proposal, Usage
 from .config import HarnessConfig, load
 from .critical import deferred_signals
-from .experiment import BASELINE, ExperimentRunner, check_proposal
+from .experiment import BASELINE, ExperimentRunner
 from .ledger import Ledger, LedgerError
 from .loop import needs_baseline, recover, time_is_up
 from .sandbox import Sandbox, SandboxError
@@ -138,13 +138,13 @@ class ResearchService:
         run_dir = runner.run_dir(n)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "proposal.diff").write_text(diff, encoding="utf-8")
-        checked = check_proposal(proposal, files, self.cfg)
-        if verdict.proposal is None or checked.files is None:
-            outcome = verdict.outcome or checked.outcome
-            detail = checked.detail if checked.files is None else verdict.message
-            runner.record_refusal(n, proposal, outcome, detail, started, Usage(), checked.rail_verdicts)
+        checked = verdict.checked  # propose_edit ran the loop's check_proposal already
+        if verdict.proposal is None:
+            detail = checked.detail if checked is not None else verdict.message
+            verdicts = checked.rail_verdicts if checked is not None else ()
+            runner.record_refusal(n, proposal, verdict.outcome, detail, started, Usage(), verdicts)
             self._state("idle")
-            parts.append(f"experiment {n} was not run and is recorded as {outcome}.\n{verdict.message}")
+            parts.append(f"experiment {n} was not run and is recorded as {verdict.outcome}.\n{verdict.message}")
             return Answer("\n\n".join(parts), True)
         self._state("running", experiment=n, description=proposal.description)
         rec = runner.run(n, proposal, checked.files, started, on_tick, self._on_commit(n, proposal.description))

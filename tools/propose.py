@@ -17,11 +17,14 @@ FORMATS = ("udiff", "search_replace", "whole")
 @dataclass(frozen=True)
 class Verdict:
     """The answer to one propose_edit call: ``proposal`` set when accepted, else ``outcome``
-    (``patch_failed``, ``syntax_error``, ``rail_blocked``) and ``message`` with every reason."""
+    (``patch_failed``, ``syntax_error``, ``rail_blocked``) and ``message`` with every reason.
+    ``checked`` is the :class:`harness.experiment.Checked` result when the edit got as far as the
+    check (the new file texts when accepted), so callers need not check it again."""
 
     message: str
     proposal: Optional[object] = None
     outcome: Optional[str] = None
+    checked: Optional[object] = None
 
 
 def propose_edit(files: dict[str, str], cfg, description: str, diff: str | None = None,
@@ -73,9 +76,10 @@ def propose_edit(files: dict[str, str], cfg, description: str, diff: str | None 
     checked = check_proposal(proposal, files, cfg)
     if checked.files is None:
         reasons = [_verdict_line(v) for v in checked.rail_verdicts] or [checked.detail]
-        return Verdict(_refusal(checked.outcome, reasons), outcome=checked.outcome)
+        return Verdict(_refusal(checked.outcome, reasons), outcome=checked.outcome, checked=checked)
     changed = sum(1 for line in text.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---")))
-    return Verdict(f"accepted: experiment '{description}' ({changed} lines changed) will run next", proposal)
+    return Verdict(f"accepted: experiment '{description}' ({changed} lines changed) will run next", proposal,
+                   checked=checked)
 
 
 def _verdict_line(v: dict) -> str:
