@@ -59,17 +59,24 @@ def init(directory: Path, corpus: str, time_budget: int, tag: str | None):
 @click.option("--max-llm-usd", type=float, default=None,
               help="API models: stop when this session's LLM spend reaches this many dollars (known models)")
 @click.option("--seed", type=int, default=None, help="sampling seed of the local model")
-def start(directory: Path, hours, minutes, max_experiments, agent_spec, base_url, tool_choice, max_llm_usd, seed):
+@click.option("--on-interrupted", type=click.Choice(["record", "rerun"]), default="record", show_default=True,
+              help="an experiment a killed harness left running: record it as interrupted, or run it again (once)")
+def start(directory: Path, hours, minutes, max_experiments, agent_spec, base_url, tool_choice, max_llm_usd, seed,
+          on_interrupted):
     """Run the research loop in the sandbox DIRECTORY (default: here).
 
-    The first experiment of a new sandbox is the unmodified baseline. An experiment that has
-    started always finishes (or is recorded as interrupted on Ctrl-C); no new one starts when the
-    time left is shorter than a typical experiment.
+    The first experiment of a new sandbox is the unmodified baseline; on a sandbox that has run
+    before, the run continues (numbers, best result, history), after repairing whatever a killed
+    harness left. An experiment that has started finishes; Ctrl-C, SIGTERM or `harness stop` end
+    the session after it, a second Ctrl-C (or `harness stop --now`) aborts it at once, recorded as
+    interrupted. No new experiment starts when the time left is shorter than a typical one.
     """
     if sum(x is not None for x in (hours, minutes)) > 1:
         _fail("give --hours or --minutes, not both", 2)
     if hours is None and minutes is None and max_experiments is None:
         _fail("say how long to run: --hours H, --minutes M or --max-experiments N", 2)
+    from git import GitCommandError
+
     from .agents import AgentSpecError, make_agent
     from .config import ConfigError, load
     from .display import Display
@@ -91,16 +98,68 @@ def start(directory: Path, hours, minutes, max_experiments, agent_spec, base_url
         agent = make_agent(spec, seed=seed, base_url=base_url, tool_choice=tool_choice, max_llm_usd=max_llm_usd)
     except AgentSpecError as exc:
         _fail(str(exc))
+    session = Session(directory, cfg, agent, display, limits, on_interrupted=on_interrupted)
     try:
         with display:
-            done = run_until(Session(directory, cfg, agent, display, limits))
+            done = run_until(session)
     except KeyboardInterrupt:
-        click.echo("stopped: git and the ledger are consistent; an experiment that was running is recorded as "
+        click.echo("aborted: git and the ledger are consistent; an experiment that was running is recorded as "
                    "interrupted. `harness start` continues the run.", err=True)
         sys.exit(130)
     except (AlreadyRunning, SandboxError, LedgerError) as exc:
         _fail(str(exc))
-    click.echo(f"done: {done} experiments this session. See `harness log {directory}` and `git log`.")
+    except (GitCommandError, OSError) as exc:
+        _fail(f"{exc}\nThe harness stopped; `harness start` again repairs and continues the run once the cause "
+              "(disk space, permissions) is fixed.")
+    if session.stopped:
+        click.echo(f"stopped as asked: {done} experiments this session. `harness start {directory}` continues.")
+    else:
+        click.echo(f"done: {done} experiments this session. See `harness log {directory}` and `git log`.")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+def pause(directory: Path):
+    """Pause the harness in DIRECTORY after its current experiment (writes .harness/pause)."""
+    from .control import request_pause
+
+    _running_or_fail(directory)
+    request_pause(directory)
+    click.echo(f"the harness in {directory} pauses after its current experiment; `harness resume {directory}` "
+               "continues.")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+def resume(directory: Path):
+    """Let a paused harness in DIRECTORY continue (removes .harness/pause)."""
+    from .control import request_resume
+
+    if request_resume(directory):
+        click.echo(f"the harness in {directory} continues.")
+    else:
+        click.echo(f"the harness in {directory} was not paused.")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--now", is_flag=True, help="kill the run in flight (recorded as interrupted) instead of letting it finish")
+def stop(directory: Path, now: bool):
+    """Stop the harness in DIRECTORY after its current experiment (writes .harness/stop)."""
+    from .control import request_stop
+
+    _running_or_fail(directory)
+    request_stop(directory, now)
+    click.echo(f"the harness in {directory} stops " + ("now; the run in flight is recorded as interrupted."
+                                                       if now else "after its current experiment."))
+
+
+def _running_or_fail(directory: Path) -> None:
+    from .state import read_state
+
+    state = read_state(directory)
+    if not state.get("alive") or state.get("phase") == "finished":
+        _fail(f"no harness is running in {directory}.")
 
 
 @main.command()

@@ -2,7 +2,8 @@
 timestamped lines elsewhere (a log file, nohup, CI).
 
 The panel shows the current experiment, a progress bar over the time budget, the best val_bpb so
-far, the last outcome and the time left in the run.
+far, the last outcome, the time left in the run, and what the session waits for when it waits
+(paused, an LLM outage).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Display:
         self.budget, self.limit = time_budget_s, hard_limit_s
         self.live_mode = self.console.is_terminal
         self.n, self.description, self.best, self.deadline, self.last = None, "", None, None, "-"
+        self.waiting: Optional[str] = None
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                                  TextColumn("of {task.total:.0f} s budget"), console=self.console)
         self.task = self.progress.add_task("waiting", total=time_budget_s)
@@ -93,6 +95,15 @@ class Display:
         """A one-line notice."""
         self.console.log(text)
 
+    def status(self, text: Optional[str]) -> None:
+        """Show what the session waits for (``paused ...``, an LLM outage), or None when it works
+        again; each new text is also logged once."""
+        if text and text != self.waiting:
+            self.console.log(text)
+        self.waiting = text
+        if self.live:
+            self.live.update(self._render())
+
     # --- rendering ---------------------------------------------------------------------------
     def _render(self):
         table = Table.grid(padding=(0, 2))
@@ -101,4 +112,6 @@ class Display:
         table.add_row("last outcome", self.last)
         left = None if self.deadline is None else self.deadline - time.time()
         table.add_row("time left", _hms(left))
+        if self.waiting:
+            table.add_row("waiting", f"[yellow]{self.waiting}[/]")
         return Panel(Group(table, self.progress), title="autoresearch-harness", expand=False)

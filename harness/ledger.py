@@ -3,20 +3,25 @@ per experiment), written by the harness only.
 
 Each experiment appends one line to each file under a :mod:`filelock` lock, then flushes and
 fsyncs both before the next experiment starts, so a crash loses at most the experiment in flight.
-``trajectory.jsonl`` is written first and is the richer record; ``results.tsv`` is the view that
-autoresearch's analysis tools read: ``commit val_bpb memory_gb status description``, tab-separated,
-val_bpb with 6 decimals and memory_gb with 1, crashes as ``0.000000`` and ``0.0``.
+``trajectory.jsonl`` is written first and is the record of truth; ``results.tsv`` is a view derived
+from it, the one autoresearch's analysis tools read: ``commit val_bpb memory_gb status
+description``, tab-separated, val_bpb with 6 decimals and memory_gb with 1, crashes as
+``0.000000`` and ``0.0``. After a crash, :meth:`Ledger.repair` cuts a torn last line and rebuilds
+the missing tail of results.tsv from trajectory.jsonl, so the two always agree row for row.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
 from filelock import FileLock
+
+from .faults import point
 
 RESULTS_NAME = "results.tsv"
 TRAJECTORY_NAME = "trajectory.jsonl"
@@ -78,6 +83,14 @@ class ExperimentRecord:
     retries: int = 0
     detail: str = ""
     knob: Optional[dict] = None
+    retry_of: Optional[int] = None
+    llm_down: bool = False
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ExperimentRecord":
+        """The record of a trajectory object (``status`` and unknown keys are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
     @property
     def status(self) -> str:
@@ -90,15 +103,21 @@ class ExperimentRecord:
 
     def results_row(self) -> str:
         """The results.tsv line (tab-separated, newline-terminated)."""
-        scored = self.val_bpb is not None and self.status != "crash"
-        desc = " ".join(self.description.replace("\t", " ").split()) or "-"
-        return "\t".join([
-            (self.commit or "-")[:7],
-            f"{self.val_bpb:.6f}" if scored else "0.000000",
-            f"{self.peak_mem_gb:.1f}" if scored else "0.0",
-            self.status,
-            desc,
-        ]) + "\n"
+        return results_row(self.to_json())
+
+
+def results_row(rec: dict) -> str:
+    """The results.tsv line of trajectory object ``rec`` (tab-separated, newline-terminated)."""
+    status = STATUS_OF[rec["outcome"]]
+    scored = rec.get("val_bpb") is not None and status != "crash"
+    desc = " ".join(str(rec.get("description", "")).replace("\t", " ").split()) or "-"
+    return "\t".join([
+        (rec.get("commit") or "-")[:7],
+        f"{rec['val_bpb']:.6f}" if scored else "0.000000",
+        f"{rec.get('peak_mem_gb') or 0.0:.1f}" if scored else "0.0",
+        status,
+        desc,
+    ]) + "\n"
 
 
 def _append(path: Path, text: str) -> None:
@@ -136,6 +155,7 @@ class Ledger:
                 if sizes[self.results_path] in (None, 0):
                     _append(self.results_path, RESULTS_HEADER)
                 _append(self.trajectory_path, json.dumps(record.to_json(), sort_keys=True) + "\n")
+                point("between_ledger_files")
                 _append(self.results_path, record.results_row())
             except OSError as exc:
                 for path, size in sizes.items():
@@ -152,14 +172,63 @@ class Ledger:
                     "`harness start` again."
                 ) from exc
 
+    def repair(self) -> list[str]:
+        """Make the files whole again after a crash; returns what was repaired (empty: nothing).
+
+        A torn last line of trajectory.jsonl (a write cut short) is cut off; results.tsv is then
+        made to hold exactly one row per trajectory object, in order: missing rows at its end are
+        appended from trajectory.jsonl; any other difference (rows that trajectory.jsonl does not
+        have, edited rows) rewrites it from trajectory.jsonl, the old file kept as
+        ``.harness/results.tsv.<epoch s>.bak``.
+
+        Raises:
+            LedgerError: a file could not be written.
+        """
+        done = []
+        with self.lock:
+            try:
+                if _cut_torn_tail(self.trajectory_path):
+                    done.append("cut a torn last line of trajectory.jsonl")
+                expected = [results_row(r) for r in self._parse()]
+                on_disk = self.results_path.read_text(encoding="utf-8") if self.results_path.exists() else ""
+                actual = on_disk[:on_disk.rfind("\n") + 1]  # without a torn last row
+                rows = actual.splitlines(keepends=True)[1:]
+                if not expected and not actual:
+                    return done
+                if actual.startswith(RESULTS_HEADER) and rows == expected[:len(rows)]:
+                    if actual != on_disk:
+                        os.truncate(self.results_path, len(actual.encode("utf-8")))
+                        done.append("cut a torn last row of results.tsv")
+                    missing = expected[len(rows):]
+                    if missing:
+                        _append(self.results_path, "".join(missing))
+                        done.append(f"added {len(missing)} results.tsv row(s) that trajectory.jsonl had")
+                    return done
+                if self.results_path.exists():
+                    backup = self.sandbox / ".harness" / f"{RESULTS_NAME}.{int(time.time())}.bak"
+                    os.replace(self.results_path, backup)
+                    done.append(f"results.tsv disagreed with trajectory.jsonl; rebuilt it (old file: {backup})")
+                tmp = self.results_path.with_name(RESULTS_NAME + ".tmp")
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    fh.write(RESULTS_HEADER + "".join(expected))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.results_path)
+            except OSError as exc:
+                raise LedgerError(f"could not repair the ledger in {self.sandbox} ({exc}); free disk space or "
+                                  "fix permissions, then `harness start` again.") from exc
+        return done
+
     def records(self) -> list[dict]:
         """All trajectory objects in order (a torn last line, from a crash, is skipped)."""
+        with self.lock:
+            return self._parse()
+
+    def _parse(self) -> list[dict]:
         if not self.trajectory_path.exists():
             return []
         out = []
-        with self.lock:
-            lines = self.trajectory_path.read_text(encoding="utf-8").splitlines()
-        for line in lines:
+        for line in self.trajectory_path.read_text(encoding="utf-8").splitlines():
             try:
                 out.append(json.loads(line))
             except ValueError:
@@ -178,3 +247,16 @@ class Ledger:
             return None, None
         top = min(kept, key=lambda r: r["val_bpb"])
         return top["val_bpb"], top["commit"]
+
+
+def _cut_torn_tail(path: Path) -> bool:
+    """Truncate ``path`` after its last newline (a line written only in part has none); True when
+    something was cut."""
+    if not path.exists():
+        return False
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep < len(data):
+        os.truncate(path, keep)
+        return True
+    return False

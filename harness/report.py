@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from .control import Control
 from .ledger import RESULTS_NAME, Ledger
 from .state import read_state
 
@@ -33,12 +34,26 @@ def print_status(sandbox: Path, console: Console | None = None) -> None:
     state = read_state(sandbox)
     records = Ledger(sandbox).records()
     if state.get("alive") and state.get("phase") != "finished":
-        line = f"running (pid {state['pid']}, agent {state.get('agent')}): {state.get('phase')} experiment {state.get('experiment')}"
-        if state.get("phase") == "running":
-            line += f" for {_ago(state.get('run_started_at'))}"
-        console.print(line)
-        if state.get("description"):
-            console.print(f"  {state['description']}")
+        phase = state.get("phase")
+        who = f"(pid {state['pid']}, agent {state.get('agent')})"
+        if phase == "paused":
+            console.print(f"paused {who}: `harness resume {sandbox}` continues")
+        elif phase == "waiting_for_llm":
+            console.print(f"waiting for the LLM endpoint {who}: next try in {max(0, int(state.get('retry_at', 0) - time.time()))} s")
+            console.print(f"  {state.get('detail', '')}")
+        else:
+            line = f"running {who}: {phase} experiment {state.get('experiment')}"
+            if phase == "running":
+                line += f" for {_ago(state.get('run_started_at'))}"
+            console.print(line)
+            if state.get("description"):
+                console.print(f"  {state['description']}")
+        asked = Control(sandbox)
+        if asked.stop():
+            console.print("  stop requested: " + ("aborting the run in flight" if asked.stop() == "now"
+                                                  else "exits after the current experiment"))
+        elif asked.paused() and phase != "paused":
+            console.print("  pause requested: pauses after the current experiment")
         if state.get("deadline"):
             console.print(f"  time left in the run: {max(0, int(state['deadline'] - time.time())) // 60} min")
     else:

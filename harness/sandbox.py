@@ -17,6 +17,8 @@ from pathlib import Path
 
 import git
 
+from .faults import point
+
 DISCARDED_PREFIX = "refs/autoresearch/discarded"
 HARNESS_IDENTITY = ("autoresearch-harness", "harness@autoresearch.invalid")
 
@@ -140,6 +142,7 @@ class Sandbox:
         """Keep HEAD under ``refs/autoresearch/discarded/<experiment>``, then ``git reset --hard``
         to ``parent``."""
         self.git.update_ref(f"{DISCARDED_PREFIX}/{experiment}", self.head())
+        point("after_discard_ref")
         self.reset_hard(parent)
 
     def reset_hard(self, rev: str) -> None:

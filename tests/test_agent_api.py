@@ -33,12 +33,12 @@ def context(history=()):
 
 def anthropic_agent(server, **settings):
     return make_api_agent("anthropic", "claude-test", base_url=server.url, env={"ANTHROPIC_API_KEY": CANARY},
-                          settings=ApiSettings(unreachable_pause_s=0, **settings), max_retries=2)
+                          settings=ApiSettings(**settings), max_retries=2)
 
 
 def openai_agent(server, **settings):
     return make_api_agent("openai", "test-model", base_url=f"{server.url}/v1", env={"OPENAI_API_KEY": CANARY},
-                          settings=ApiSettings(unreachable_pause_s=0, **settings), max_retries=2)
+                          settings=ApiSettings(**settings), max_retries=2)
 
 
 def assert_no_secret_in_bodies(server):
@@ -174,7 +174,7 @@ def test_an_unreachable_endpoint_is_an_agent_error_not_a_crash():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     agent = make_api_agent("openai", "m", base_url=f"http://127.0.0.1:{port}/v1", env={},
-                           settings=ApiSettings(unreachable_pause_s=0), max_retries=0)
+                           settings=ApiSettings(), max_retries=0)
     with pytest.raises(AgentError, match="unreachable"):
         agent.propose(context())
 

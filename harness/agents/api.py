@@ -6,7 +6,8 @@ train.py, a flat history summary, the last crash, notes). The model calls the to
 calls), which raises :class:`AgentError` (the loop records ``llm_error`` and goes on). A model that
 answers in plain text with a fenced diff or SEARCH/REPLACE blocks is taken at its word (the text
 protocol for models without tool calling). Rate limits, 5xx and timeouts are retried by the SDK;
-an endpoint that stays unreachable makes the agent pause before it gives up on this experiment.
+an endpoint still unavailable after that raises :class:`harness.agents.chat.EndpointDown`, which
+the loop waits out with backoff.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from .base import AgentError, AgentExhausted, Context, Proposal, Usage
-from .chat import Backend, BackendError
+from .chat import Backend, BackendError, EndpointDown
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,6 @@ class ApiSettings:
             for small local models that only answer well when forced).
         edit_format: the edit format to start with: ``udiff`` | ``search_replace`` | ``whole``; the
             agent moves to the next one when its apply rate falls (:mod:`harness.agents.edit_format`).
-        unreachable_pause_s: seconds to wait after the endpoint stayed unreachable through the
-            SDK's retries, before the experiment is given up as ``llm_error``.
         max_llm_usd: stop proposing (the session ends) once this session's LLM spend reaches this
             many dollars; models without a price in :mod:`harness.agents.pricing` are only counted
             in tokens.
@@ -45,7 +44,6 @@ class ApiSettings:
     max_refusals: int = 3
     tool_choice: str = "auto"
     edit_format: str = "udiff"
-    unreachable_pause_s: float = 30.0
     max_llm_usd: Optional[float] = None
 
 
@@ -72,8 +70,9 @@ class ApiAgent:
         """Run the tool loop for experiment ``context.experiment`` and return the accepted proposal.
 
         Raises:
-            AgentError: the API failed after retries, or no edit was accepted within the limits;
-                ``usage`` holds the calls and tokens spent.
+            EndpointDown: the endpoint is unavailable (connection errors, 5xx, 429) after the
+                SDK's retries; ``usage`` holds the calls and tokens spent.
+            AgentError: the API refused the request, or no edit was accepted within the limits.
             AgentExhausted: ``max_llm_usd`` is spent.
         """
         s = self.settings
@@ -139,9 +138,7 @@ class ApiAgent:
             turn = conv.ask(tool_choice)
         except BackendError as exc:
             usage.llm_s += time.monotonic() - t0
-            if exc.unreachable and self.settings.unreachable_pause_s > 0:
-                time.sleep(self.settings.unreachable_pause_s)
-            raise AgentError(str(exc), usage) from None
+            raise (EndpointDown if exc.endpoint_down else AgentError)(str(exc), usage) from None
         usage.llm_calls += 1
         usage.llm_s += time.monotonic() - t0
         usage.prompt_tokens += turn.prompt_tokens

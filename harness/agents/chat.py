@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
+from .base import AgentError
+
 
 class BackendError(Exception):
     """A model request failed after the SDK's own retries.
@@ -18,11 +20,23 @@ class BackendError(Exception):
     Attributes:
         unreachable: True when the endpoint could not be reached at all (connection refused,
             DNS, timeout), as opposed to an HTTP error answer.
+        status: the HTTP status of an error answer (None when there was none).
     """
 
-    def __init__(self, message: str, unreachable: bool = False):
+    def __init__(self, message: str, unreachable: bool = False, status: Optional[int] = None):
         super().__init__(message)
-        self.unreachable = unreachable
+        self.unreachable, self.status = unreachable, status
+
+    @property
+    def endpoint_down(self) -> bool:
+        """True when waiting may help: unreachable, overloaded (5xx, 529), rate limited (429) or
+        timed out (408), as opposed to a request the endpoint refuses (400, 401, 404 ...)."""
+        return self.unreachable or self.status in (408, 409, 429) or (self.status or 0) >= 500
+
+
+class EndpointDown(AgentError):
+    """The model endpoint is unavailable (see :attr:`BackendError.endpoint_down`) even after the
+    SDK's retries; the loop records an ``llm_error`` and waits with backoff before asking again."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +97,8 @@ def sdk_errors(sdk, label: str):
     except sdk.APIConnectionError as exc:  # includes timeouts
         raise BackendError(f"{label} endpoint unreachable: {exc}", unreachable=True) from None
     except sdk.APIStatusError as exc:
-        raise BackendError(f"{label} API error {exc.status_code}: {short(exc.message)}") from None
+        raise BackendError(f"{label} API error {exc.status_code}: {short(exc.message)}",
+                           status=exc.status_code) from None
     except sdk.APIError as exc:
         raise BackendError(f"{label} API error: {short(str(exc))}") from None
 

@@ -1,0 +1,81 @@
+"""The in-flight marker: ``.harness/inflight.json`` names the experiment whose git and ledger
+writes are under way, so that a harness killed at any instant can be repaired on the next start
+(:mod:`harness.reconcile`).
+
+The marker is a small JSON object replaced atomically (temp file, fsync, ``os.replace``, fsync of
+the folder): a reader sees the old object or the new one, never half of one. Its fields:
+
+- ``experiment`` (int), ``phase`` (``committing`` | ``running`` | ``deciding``);
+- ``parent`` (sha the experiment's commit goes on), ``description``, ``started_at`` (epoch s),
+  ``parent_val_bpb`` (best val_bpb when it started), ``proposal_format``, ``knob``, ``usage``
+  (the LLM cost of the proposal), ``retry_of`` (the preempted experiment it repeats), ``attempts``;
+- ``commit``: sha of the ``Status: running`` commit, from phase ``running`` on;
+- ``record``: the complete ledger record (without its final commit sha), from phase ``deciding``
+  on: the decision was taken, only git's trailers, the branch move and the row remain to write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+from .state import STATE_DIR
+
+MARKER_NAME = "inflight.json"
+
+
+def marker_path(sandbox: Path) -> Path:
+    """``<sandbox>/.harness/inflight.json``."""
+    return Path(sandbox) / STATE_DIR / MARKER_NAME
+
+
+def write_marker(sandbox: Path, marker: dict) -> None:
+    """Atomically replace the marker with ``marker`` (JSON-serialisable).
+
+    Raises:
+        OSError: the file could not be written (disk full, permissions); the old marker stays.
+    """
+    path = marker_path(sandbox)
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(f"{MARKER_NAME}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(marker, fh, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def read_marker(sandbox: Path) -> Optional[dict]:
+    """The marker, or None when no experiment is in flight (or the file is unreadable)."""
+    try:
+        data = json.loads(marker_path(sandbox).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("experiment"), int) else None
+
+
+def clear_marker(sandbox: Path) -> None:
+    """Remove the marker (the experiment is fully recorded)."""
+    path = marker_path(sandbox)
+    path.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

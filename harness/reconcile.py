@@ -1,0 +1,214 @@
+"""Repair on start: whatever instant the last harness was killed at, leave git, results.tsv and
+trajectory.jsonl complete and in agreement before the next experiment starts.
+
+:func:`reconcile` runs under the sandbox lock, in this order:
+
+1. kill an orphaned training run of the dead harness (its process group), and wait for (then
+   remove) git lock files a killed git command left;
+2. repair the ledger (:meth:`harness.ledger.Ledger.repair`): a torn last line is cut,
+   results.tsv is completed from trajectory.jsonl;
+3. settle the experiment named by the in-flight marker (:mod:`harness.inflight`), following the
+   write order of :mod:`harness.experiment`: no commit yet -> the tree is reset and nothing is
+   recorded (its number is used again); the run was cut short -> recorded ``interrupted`` (or,
+   with ``on_interrupted="rerun"``, run again once); decided -> trailers, branch move or reset and
+   row are completed from the record the marker holds. A HEAD still marked ``Status: running``
+   with no marker (an older harness) is recorded ``interrupted`` too;
+4. check out the experiment branch and drop any half-written edit of a tracked file.
+
+:func:`verify` states the invariants the repair guarantees; the tests check them after every kill.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .experiment import ExperimentRunner
+from .inflight import clear_marker, read_marker, write_marker
+from .ledger import STATUS_OF, ExperimentRecord, Ledger, results_row
+from .sandbox import DISCARDED_PREFIX, Sandbox, parse_trailers
+
+ON_INTERRUPTED = ("record", "rerun")
+GIT_LOCK_WAIT_S = 5.0
+
+
+@dataclass
+class Reconciled:
+    """What :func:`reconcile` did.
+
+    Attributes:
+        messages: one line per repair, for the user.
+        interrupted: the experiment recorded as ``interrupted``, if any.
+        rerun: the marker of an interrupted experiment to run again (HEAD is its commit), if any;
+            pass it to :meth:`harness.experiment.ExperimentRunner.execute`.
+    """
+
+    messages: list = field(default_factory=list)
+    interrupted: Optional[int] = None
+    rerun: Optional[dict] = None
+
+
+def reconcile(sandbox: Sandbox, ledger: Ledger, runner: ExperimentRunner,
+              on_interrupted: str = "record") -> Reconciled:
+    """Repair what a killed harness left (see the module docstring). Call it holding the lock.
+
+    Args:
+        on_interrupted: ``record`` (an experiment cut short is recorded ``interrupted``) or
+            ``rerun`` (it runs again, once; a second interruption is recorded).
+
+    Raises:
+        LedgerError: the ledger could not be repaired (disk full, permissions).
+        SandboxError: the branch is missing, or tracked files were edited by hand with no
+            experiment in flight.
+    """
+    out = Reconciled()
+    killed = kill_orphan_runs(sandbox.path)
+    if killed:
+        out.messages.append(f"killed {killed} training process(es) left running by the stopped harness")
+    if clear_stale_git_locks(sandbox.path):
+        out.messages.append("removed git lock files left by a killed git command")
+    out.messages += ledger.repair()
+    marker = read_marker(sandbox.path)
+    if marker is not None:
+        sandbox.reset_hard("HEAD")  # our own half-applied edit, if the kill came mid-commit
+    sandbox.ensure_on_branch()
+    if marker is None:
+        marker = _marker_of_running_head(sandbox, ledger)
+    if marker is not None:
+        _settle(marker, sandbox, ledger, runner, on_interrupted, out)
+    sandbox.reset_hard("HEAD")
+    return out
+
+
+def _settle(marker: dict, sandbox: Sandbox, ledger: Ledger, runner: ExperimentRunner, on_interrupted: str,
+            out: Reconciled) -> None:
+    n = marker["experiment"]
+    head = parse_trailers(sandbox.head_message())
+    committed = head.get("Experiment") == str(n) or n in sandbox.discarded_refs()
+    row = next((r for r in ledger.records() if r["experiment"] == n), None)
+    if marker.get("record"):
+        rec = runner.conclude(marker, ExperimentRecord.from_json(marker["record"]))
+        out.messages.append(f"experiment {n} had ended ({rec.outcome}) when the harness stopped; its record is "
+                            "now complete")
+    elif row is not None:  # recorded already: only git may lag behind (a HEAD of an older harness)
+        runner.finish(n, marker["parent"], marker["description"], row["outcome"], row.get("val_bpb"),
+                      marker["parent_val_bpb"])
+        clear_marker(sandbox.path)
+    elif not committed:
+        clear_marker(sandbox.path)
+        out.messages.append(f"experiment {n} was stopped before its commit: nothing ran; its number is used again")
+    elif head.get("Status") == "running" and on_interrupted == "rerun" and marker.get("attempts", 1) < 2:
+        marker = {**marker, "phase": "running", "commit": sandbox.head(), "started_at": time.time(),
+                  "attempts": marker.get("attempts", 1) + 1}
+        write_marker(sandbox.path, marker)
+        out.rerun = marker
+        out.messages.append(f"experiment {n} was interrupted by an earlier stop; it runs again")
+    else:
+        runner.conclude(marker, runner.record_of(marker, "interrupted",
+                                                 detail="the harness was killed during this experiment"))
+        out.interrupted = n
+        out.messages.append(f"experiment {n} was interrupted by an earlier stop; recorded, tree reset")
+
+
+def _marker_of_running_head(sandbox: Sandbox, ledger: Ledger) -> Optional[dict]:
+    """A marker for a HEAD commit marked ``Status: running`` that no marker describes."""
+    commit = sandbox.repo.head.commit
+    trailers = parse_trailers(commit.message)
+    if trailers.get("Status") != "running" or not commit.parents:
+        return None
+    best, _ = ledger.best()
+    return {"experiment": int(trailers.get("Experiment", ledger.next_experiment())), "phase": "running",
+            "parent": commit.parents[0].hexsha, "description": commit.message.split("\n", 1)[0],
+            "started_at": float(commit.committed_date), "parent_val_bpb": best, "commit": commit.hexsha,
+            "attempts": 1}
+
+
+def kill_orphan_runs(sandbox: Path) -> int:
+    """SIGKILL the process groups of training runs of ``sandbox`` still alive (a killed harness
+    leaves its child running: it has its own session). Found by the result-file variable in their
+    environment (Linux ``/proc``; elsewhere nothing is found). Returns how many were killed."""
+    from .runner import RESULT_ENV
+
+    needle = f"{RESULT_ENV}={Path(sandbox).resolve() / 'runs'}{os.sep}".encode()
+    groups = set()
+    for entry in Path("/proc").glob("[0-9]*") if Path("/proc/self").exists() else ():
+        try:
+            if needle in (entry / "environ").read_bytes() and int(entry.name) != os.getpid():
+                groups.add(os.getpgid(int(entry.name)))
+        except (OSError, ValueError):
+            continue
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+    return len(groups)
+
+
+def clear_stale_git_locks(sandbox: Path, wait_s: float = GIT_LOCK_WAIT_S) -> bool:
+    """Wait up to ``wait_s`` seconds for git's ``*.lock`` files (index, HEAD, refs) to go (a git
+    command of the killed harness may still be finishing), then remove those left. True when
+    some had to be removed."""
+    gitdir = Path(sandbox) / ".git"
+
+    def locks():
+        return [*gitdir.glob("*.lock"), *gitdir.glob("refs/**/*.lock")]
+
+    deadline = time.monotonic() + wait_s
+    while locks() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = locks()
+    for path in left:
+        path.unlink(missing_ok=True)
+    return bool(left)
+
+
+def verify(sandbox: Sandbox, ledger: Ledger) -> list[str]:
+    """Every way ``sandbox`` breaks the record's guarantees (empty: none):
+
+    - no experiment in flight and no uncommitted change to a tracked file;
+    - results.tsv holds exactly the rows of trajectory.jsonl, in order;
+    - experiment numbers are 1, 2, 3 ... with none missing or repeated;
+    - each experiment with a commit: its trailers carry its number and status; a kept one is on the
+      branch, a discarded or crashed one is ``refs/autoresearch/discarded/<n>``;
+    - no discarded ref without a row; the branch points at the best kept commit.
+    """
+    problems = []
+    if read_marker(sandbox.path) is not None:
+        problems.append("an experiment is still marked in flight")
+    if sandbox.repo.is_dirty(untracked_files=False):
+        problems.append("tracked files differ from HEAD")
+    records = ledger.records()
+    expected = "".join(results_row(r) for r in records)
+    try:
+        actual = (ledger.results_path.read_text(encoding="utf-8").split("\n", 1) + [""])[1]
+    except FileNotFoundError:
+        actual = ""
+    if actual != expected:
+        problems.append("results.tsv does not match trajectory.jsonl row for row")
+    numbers = [r["experiment"] for r in records]
+    if numbers != list(range(1, len(numbers) + 1)):
+        problems.append(f"experiment numbers are not contiguous from 1: {numbers}")
+    refs = sandbox.discarded_refs()
+    on_branch = set(sandbox.git.rev_list("HEAD").split())
+    for r in records:
+        if r.get("commit") is None:
+            continue
+        n, status = r["experiment"], STATUS_OF[r["outcome"]]
+        trailers = parse_trailers(sandbox.repo.commit(r["commit"]).message)
+        if trailers.get("Experiment") != str(n) or trailers.get("Status") != status:
+            problems.append(f"experiment {n}: commit trailers say {trailers.get('Experiment')}/{trailers.get('Status')}")
+        if status == "keep" and r["commit"] not in on_branch:
+            problems.append(f"experiment {n} was kept but is not on the branch")
+        if status != "keep" and refs.get(n) != r["commit"]:
+            problems.append(f"experiment {n} ({status}) is not {DISCARDED_PREFIX}/{n}")
+    for n in set(refs) - set(numbers):
+        problems.append(f"{DISCARDED_PREFIX}/{n} has no row")
+    best, commit = ledger.best()
+    if commit is not None and sandbox.head() != commit:
+        problems.append(f"the branch is at {sandbox.head()[:7]}, not at the best kept commit {commit[:7]}")
+    return problems
