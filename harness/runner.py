@@ -35,41 +35,104 @@ _OOM_PATTERNS = re.compile(r"OutOfMemoryError|CUDA out of memory|MemoryError|Can
 _NAN_PATTERNS = re.compile(r"FAIL: loss (is nan|exploded)|loss is nan", re.I)
 KILL_GRACE_S = 5.0
 POLL_S = 0.25
-#: resource limits set on every run with prlimit(2): (resource name, soft and hard limit)
+#: resource limits of every run, set by the child's start-up shim (harness/child_init.py) on itself
+#: before the command starts: open files, file size (bytes), no core dumps
 RLIMITS = (("RLIMIT_NOFILE", 4096), ("RLIMIT_FSIZE", 8 << 30), ("RLIMIT_CORE", 0))
-NETNS_PREFIX = ("unshare", "--net", "--map-root-user")
-_netns_ok: bool | None = None
+#: processes and threads a run may have at once; set only inside a new user namespace, where the
+#: kernel counts the namespace's own tasks (outside one it counts every task of the user)
+NPROC_LIMIT = 1024
+#: isolation prefixes, best first: network + user + PID namespace with its own /proc, without its
+#: own /proc, then network + user namespace only
+ISOLATION_PREFIXES = (
+    ("unshare", "--net", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child"),
+    ("unshare", "--net", "--map-root-user", "--pid", "--fork", "--kill-child"),
+    ("unshare", "--net", "--map-root-user"),
+)
+NETNS_PREFIX = ISOLATION_PREFIXES[-1]
+MARKER_ENV = "AUTORESEARCH_RUN_MARKER"
+_SHIM = Path(__file__).with_name("child_init.py")
+_isolation: tuple | None = None
 
 
-def network_isolation_available() -> bool:
-    """True when ``unshare --net --map-root-user`` works here (Linux with user namespaces), probed
-    once per process; the child then runs in a new network namespace with no interface but a
-    downed loopback, so it cannot reach any network."""
-    global _netns_ok
-    if _netns_ok is None:
+def isolation_prefix() -> tuple[str, ...]:
+    """The best ``unshare`` prefix that works here (probed once per process), or ``()`` when none
+    does (macOS, no ``unshare``, user namespaces disabled). See :data:`ISOLATION_PREFIXES`."""
+    global _isolation
+    if _isolation is None:
         import shutil
         import subprocess
 
-        try:
-            _netns_ok = bool(shutil.which("unshare")) and subprocess.run(
-                [*NETNS_PREFIX, "true"], capture_output=True, timeout=10).returncode == 0
-        except (OSError, subprocess.SubprocessError):
-            _netns_ok = False
-    return _netns_ok
+        _isolation = ()
+        if shutil.which("unshare"):
+            for prefix in ISOLATION_PREFIXES:
+                try:
+                    ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0
+                except (OSError, subprocess.SubprocessError):
+                    ok = False
+                if ok:
+                    _isolation = prefix
+                    break
+    return _isolation
 
 
-def _limit(pid: int, memory_limit_bytes: int | None) -> None:
-    """Apply :data:`RLIMITS` (and an address-space limit when asked) to a started child."""
-    import resource
+def network_isolation_available() -> bool:
+    """True when the child runs in a new network namespace (Linux with user namespaces): no
+    interface but a downed loopback, so it cannot reach any network."""
+    return bool(isolation_prefix())
 
-    limits = [(getattr(resource, name), value) for name, value in RLIMITS]
-    if memory_limit_bytes:
-        limits.append((resource.RLIMIT_AS, memory_limit_bytes))
-    for res, value in limits:
-        try:
-            resource.prlimit(pid, res, (value, value))
-        except (ProcessLookupError, PermissionError, ValueError, OSError):
-            pass  # the child already exited, or the platform refuses: the hard kill still applies
+
+def pid_namespace_available() -> bool:
+    """True when the child runs as process 1 of a new PID namespace: when it exits, the kernel
+    kills every process left in it, including daemons that left the process group (``setsid``)."""
+    return "--pid" in isolation_prefix()
+
+
+def _gpu_present() -> bool:
+    dev = Path("/dev")
+    return any(dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists() or (dev / "dxg").exists()
+
+
+def default_memory_limit_bytes() -> int | None:
+    """The address-space limit a run gets by default, bytes: on Linux without a GPU device
+    (``/dev/nvidia*``, ``/dev/kfd``, ``/dev/dxg``: CUDA and ROCm reserve huge address ranges) 3/4 of
+    the physical memory (or of the cgroup's ``memory.max`` if lower), at least 2 GiB; else None."""
+    if not sys.platform.startswith("linux") or _gpu_present():
+        return None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return None
+    try:
+        cg = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if cg.isdigit():
+            total = min(total, int(cg))
+    except OSError:
+        pass
+    return max(2 << 30, total * 3 // 4)
+
+
+def sweep_marked(marker: str) -> int:
+    """SIGKILL every process of this user whose initial environment carries ``MARKER_ENV=marker``
+    (Linux ``/proc``; elsewhere a no-op). Catches descendants that left the process group when no
+    PID namespace holds them; a process that exec'd itself with a cleared environment escapes it.
+    Returns the number of processes signalled."""
+    needle = f"{MARKER_ENV}={marker}".encode() + b"\0"
+    killed, me, uid = 0, os.getpid(), os.getuid()
+    for _ in range(5):  # again, for what a fork bomb started meanwhile
+        found = 0
+        for entry in Path("/proc").glob("[0-9]*"):
+            try:
+                pid = int(entry.name)
+                if pid == me or entry.stat().st_uid != uid or needle not in (entry / "environ").read_bytes():
+                    continue
+                os.kill(pid, signal.SIGKILL)
+                found += 1
+            except (OSError, ValueError):
+                continue
+        killed += found
+        if not found:
+            break
+    return killed
 
 
 @dataclass(frozen=True)
@@ -176,7 +239,7 @@ def run_experiment(
     over_budget_tolerance_s: float = 10.0,
     on_tick: Callable[[float], None] | None = None,
     isolate_network: bool = True,
-    memory_limit_gb: float | None = None,
+    memory_limit_gb: float | None | str = "auto",
 ) -> RunResult:
     """Run ``command`` in ``cwd`` and return a classified :class:`RunResult`.
 
@@ -189,31 +252,38 @@ def run_experiment(
             SIGKILL after a grace of 5 s.
         over_budget_tolerance_s: trained seconds past the budget that are still accepted.
         on_tick: called about 4 times a second with the elapsed seconds (for a progress display).
-        isolate_network: run in a new network namespace when :func:`network_isolation_available`
-            (else on the host network; ``RunResult.detail`` does not change).
-        memory_limit_gb: address-space limit of the child in GB (None: none; CUDA needs a large
-            address space, so set it only for CPU runs).
+        isolate_network: run in new network, user and (where possible) PID namespaces when
+            :func:`isolation_prefix` finds a working ``unshare`` (else on the host network).
+        memory_limit_gb: address-space limit of the child in GB; ``"auto"`` (default):
+            :func:`default_memory_limit_bytes` (none where a GPU is present); None: no limit.
 
     Raises:
         KeyboardInterrupt: re-raised after the child's group has been killed.
         OSError: the command could not be started (e.g. missing interpreter).
     """
     import subprocess
+    import uuid
 
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "run.log"
     result_path = run_dir / "metrics.json"
     result_path.unlink(missing_ok=True)
-    env = scrubbed_env({RESULT_ENV: str(result_path.resolve())})
+    marker = uuid.uuid4().hex
+    env = scrubbed_env({RESULT_ENV: str(result_path.resolve()), MARKER_ENV: marker})
+    prefix = isolation_prefix() if isolate_network else ()
+    limits = dict(RLIMITS)
+    mem = default_memory_limit_bytes() if memory_limit_gb == "auto" else (
+        int(float(memory_limit_gb) * 1e9) if memory_limit_gb else None)
+    if mem:
+        limits["RLIMIT_AS"] = mem
+    if prefix:
+        limits["RLIMIT_NPROC"] = NPROC_LIMIT
+    argv = [*prefix, sys.executable, "-I", "-S", str(_SHIM), json.dumps(limits), "--", *resolve_command(command)]
     start = time.monotonic()
     timed_out = False
     with open(log_path, "wb") as log:
-        argv = resolve_command(command)
-        if isolate_network and network_isolation_available():
-            argv = [*NETNS_PREFIX, *argv]  # unshare execs the command: same pid, same process group
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-        _limit(proc.pid, int(memory_limit_gb * 1e9) if memory_limit_gb else None)
         rusage = None
         try:
             while True:
@@ -237,9 +307,13 @@ def run_experiment(
             raise
         finally:
             _kill_group(proc.pid, signal.SIGKILL)  # stray descendants of a finished run
+            sweep_marked(marker)  # and those that left the group (setsid) outside a PID namespace
     wall_s = time.monotonic() - start
+    code = proc.returncode
+    if "--pid" in prefix and 128 < code <= 128 + 64:
+        code = 128 - code  # the shim, as process 1, reports "killed by signal n" as 128 + n
     maxrss_gb = (rusage.ru_maxrss * 1024 / 1e9) if rusage else 0.0  # ru_maxrss is KiB on Linux
-    return classify(proc.returncode, timed_out, wall_s, log_path, result_path, time_budget_s,
+    return classify(code, timed_out, wall_s, log_path, result_path, time_budget_s,
                     over_budget_tolerance_s, hard_limit_s, maxrss_gb)
 
 

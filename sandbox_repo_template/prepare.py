@@ -322,7 +322,11 @@ _eval_calls = 0
 _perf_counter, _cross_entropy, _log = time.perf_counter, F.cross_entropy, math.log
 _REFERENCES = {"time.perf_counter": (time, "perf_counter", _perf_counter),
                "torch.nn.functional.cross_entropy": (F, "cross_entropy", _cross_entropy),
-               "math.log": (math, "log", _log)}
+               "math.log": (math, "log", _log),
+               "torch._C._nn.cross_entropy_loss": (torch._C._nn, "cross_entropy_loss", torch._C._nn.cross_entropy_loss)}
+_OWN: dict = {}  # prepare's own functions and captured references, filled in at the end of the module
+# the result channel's path is taken out of the environment, so train.py cannot read it from there
+_RESULT_FILE = os.environ.pop("AUTORESEARCH_RESULT_FILE", None)
 _CONSTANTS = {"MAX_SEQ_LEN": MAX_SEQ_LEN, "EVAL_TOKENS": EVAL_TOKENS, "TIME_BUDGET": TIME_BUDGET,
               "VOCAB_SIZE": VOCAB_SIZE, "CORPUS": CORPUS}
 
@@ -379,6 +383,7 @@ def _tampered() -> list[str]:
     from the references captured when prepare was imported."""
     changed = [name for name, value in _CONSTANTS.items() if globals().get(name) != value]
     changed += [name for name, (owner, attr, ref) in _REFERENCES.items() if getattr(owner, attr, None) is not ref]
+    changed += [f"prepare.{name}" for name, ref in _OWN.items() if globals().get(name) is not ref]
     return changed
 
 
@@ -440,14 +445,20 @@ def evaluate_bpb(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: int) 
     bpb = nats.item() / (_log(2) * nbytes)
     if not math.isfinite(bpb):
         bpb = float("nan")
-    if os.environ.get("AUTORESEARCH_RESULT_FILE"):
+    result_file = os.environ.get("AUTORESEARCH_RESULT_FILE") or _RESULT_FILE
+    if result_file:
         peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0
-        _atomic_write(Path(os.environ["AUTORESEARCH_RESULT_FILE"]), json.dumps({
+        _atomic_write(Path(result_file), json.dumps({
             "val_bpb": bpb if math.isfinite(bpb) else None, "eval_tokens": counted, "eval_bytes": nbytes,
             "eval_s": _perf_counter() - t0, "train_s": train_s, "eval_calls": _eval_calls,
             "causal": causal_diff <= CAUSAL_TOLERANCE, "causality_max_diff": causal_diff, "tampered": tampered,
             "device": str(device), "peak_vram_mb": peak, "corpus": CORPUS}).encode())
     return bpb
+
+
+_OWN.update({name: globals()[name] for name in (
+    "_perf_counter", "_cross_entropy", "_log", "_tampered", "_causality_probe", "_tokens", "_atomic_write",
+    "evaluate_bpb", "make_dataloader", "_batches", "_auto_device")})
 
 
 # ----------------------------------------------------------------------------

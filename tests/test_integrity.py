@@ -43,3 +43,26 @@ def test_a_run_that_tampers_with_the_sandbox_is_discarded_and_hooks_never_run(ma
     assert not (sandbox / "HOOK_RAN").exists()
     assert "obey me" not in (sandbox / "program.md").read_text()  # the discard's reset restored it
     assert repo.git.status("--porcelain") == ""
+
+
+def test_a_changed_data_cache_is_an_integrity_violation_and_stays_one(make_sandbox):
+    from harness.integrity import check_after_run, corpus_cache_dir, fingerprint
+    from harness.sandbox import Sandbox
+
+    sandbox = make_sandbox()
+    folder = corpus_cache_dir(sandbox)
+    assert folder is not None and (folder / "val.bin").is_file()
+    sb = Sandbox(sandbox, "autoresearch/test")
+    before = fingerprint(sandbox)
+    assert "cache:val.bin" in before and "cache:tokenizer.json" in before
+    assert check_after_run(sb, before) == ""
+    original = (folder / "val.bin").read_bytes()
+    try:
+        (folder / "val.bin").write_bytes(original[::-1])
+        assert "cache:val.bin" in check_after_run(sb, before)
+        # the next run starts from the corrupted cache: still flagged, with the remedy
+        problem = check_after_run(sb, fingerprint(sandbox))
+        assert "cache:val.bin" in problem and "prepare.py" in problem
+    finally:
+        (folder / "val.bin").write_bytes(original)
+    assert check_after_run(sb, fingerprint(sandbox)) == ""

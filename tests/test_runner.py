@@ -99,28 +99,55 @@ def test_python_means_the_harness_interpreter(tmp_path):
     assert res.outcome == "ok"
 
 
-def process_gone(pid: int, wait_s: float = 5.0) -> bool:
-    """True once ``pid`` no longer exists or is a zombie waiting to be reaped by init."""
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
+def processes_with_arg(arg: str) -> list[int]:
+    """Host pids of live (non-zombie) processes with ``arg`` in their command line (pids written
+    from inside the run's PID namespace mean nothing out here, so tests look processes up this way)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
         try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state == "Z":
-            return True
+            if arg.encode() in (entry / "cmdline").read_bytes().split(b"\0") and \
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def gone(arg: str, wait_s: float = 5.0) -> bool:
+    """True once no live process has ``arg`` in its command line."""
+    deadline = time.monotonic() + wait_s
+    while processes_with_arg(arg):
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.1)
-    return False
+    return True
 
 
 def test_the_hard_kill_reaches_grandchildren_in_the_process_group(tmp_path):
-    pidfile = tmp_path / "grandchild.pid"
+    arg = f"{300 + time.time_ns() % 10**6 / 1e7:.7f}"  # a unique sleep length names the grandchild
     code = ("import subprocess, time\n"
-            f"open({str(pidfile)!r}, 'w').write(str(subprocess.Popen(['sleep', '300']).pid))\n"
+            f"subprocess.Popen(['sleep', {arg!r}])\n"
             "time.sleep(600)")
     res = run(tmp_path, code, budget=1, limit=1.5)
     assert res.outcome == "timeout"
-    assert process_gone(int(pidfile.read_text()))
+    assert gone(arg)
+
+
+@pytest.mark.parametrize("isolate", [True, False], ids=["namespaces", "no_namespaces"])
+@pytest.mark.parametrize("how", ["setsid", "double_fork_setsid"])
+def test_descendants_that_leave_the_process_group_die_with_the_run(tmp_path, how, isolate):
+    """In a PID namespace the kernel kills them when the run ends; without one the runner kills
+    every process that carries the run's environment marker."""
+    arg = f"{400 + time.time_ns() % 10**6 / 1e7:.7f}"
+    if how == "setsid":
+        spawn = f"subprocess.Popen(['sleep', {arg!r}], start_new_session=True)\n"
+    else:
+        spawn = ("if os.fork() == 0:\n    os.setsid()\n"
+                 f"    if os.fork() == 0:\n        os.execvp('sleep', ['sleep', {arg!r}])\n    os._exit(0)\n")
+    code = "import os, subprocess, time\n" + spawn + "time.sleep(0.5)\n" + write_result(1.0)
+    res = run(tmp_path, code, isolate_network=isolate)
+    assert res.outcome == "ok"
+    assert gone(arg), "a daemon outlived the run"
 
 
 def test_the_run_has_no_network_where_namespaces_are_available(tmp_path):
@@ -144,6 +171,33 @@ def test_resource_limits_are_applied_to_the_child(tmp_path):
     res = run(tmp_path, code)
     log = (tmp_path / "run" / "run.log").read_text()
     assert res.outcome == "ok" and "nofile (4096, 4096)" in log and "core (0, 0)" in log
+
+
+def test_address_space_and_process_limits(tmp_path):
+    from harness.runner import NPROC_LIMIT, default_memory_limit_bytes, network_isolation_available
+
+    code = ("import resource\nprint('as', resource.getrlimit(resource.RLIMIT_AS)[0])\n"
+            "print('nproc', resource.getrlimit(resource.RLIMIT_NPROC)[0])\n") + write_result(1.0)
+    assert run(tmp_path, code, memory_limit_gb=3).outcome == "ok"
+    log = (tmp_path / "run" / "run.log").read_text()
+    assert "as 3000000000" in log
+    if network_isolation_available():  # RLIMIT_NPROC only inside a user namespace (see runner)
+        assert f"nproc {NPROC_LIMIT}" in log
+    assert run(tmp_path, code).outcome == "ok"  # default: "auto"
+    default = default_memory_limit_bytes()
+    assert f"as {default if default else resource_infinity()}" in (tmp_path / "run" / "run.log").read_text()
+
+
+def resource_infinity() -> int:
+    import resource
+
+    return resource.RLIM_INFINITY
+
+
+def test_a_memory_hog_hits_the_address_space_limit_and_is_oom(tmp_path):
+    code = "blocks = []\nwhile True:\n    blocks.append(bytearray(1 << 28))\n"  # 256 MB a step, touched
+    res = run(tmp_path, code, memory_limit_gb=1.5)
+    assert res.outcome == "oom" and "MemoryError" in res.log_tail
 
 
 
