@@ -6,7 +6,8 @@ Codex, a GLM-backed CLI) works through the harness:
 - ``CLAUDE.md`` and ``AGENTS.md``: read program_mcp.md, run every experiment through run_experiment;
 - ``program_mcp.md``: the research program with the mechanics replaced by the tools;
 - ``.claude/settings.json``: permission rules and a ``PreToolUse`` hook running
-  ``.claude/hooks/guard.py`` with the harness's interpreter.
+  ``.claude/hooks/guard.py`` with the harness's interpreter: the edit tools may change only the
+  editable files (train.py), and never while an experiment runs.
 
 They go into the sandbox's first commit, so an edit of any of them shows in ``git status`` and
 the harness refuses to run on a dirty tree.
@@ -33,24 +34,27 @@ def mcp_command(sandbox: Path) -> list[str]:
     return [sys.executable, "-m", "harness", "mcp", str(Path(sandbox).resolve())]
 
 
-def claude_settings(sandbox: Path) -> dict:
-    """``.claude/settings.json``: the MCP tools and read-only commands allowed, direct edits and
-    history rewrites denied, and the guard hook on every edit and shell command."""
+def claude_settings(sandbox: Path, editable: tuple[str, ...] = ("train.py",)) -> dict:
+    """``.claude/settings.json``: the MCP tools, read-only commands and edits of the ``editable``
+    files allowed, training runs and history rewrites denied, and the guard hook (which refuses
+    edits of every other file) on every edit and shell command."""
     guard = Path(sandbox).resolve() / ".claude" / "hooks" / "guard.py"
+    edits = [f"{tool}(/{name})" for name in editable for tool in ("Edit", "Write", "MultiEdit")]
     return {
         "enableAllProjectMcpServers": True,
         "enabledMcpjsonServers": [SERVER],
         "permissions": {
             "allow": [f"mcp__{SERVER}__{t}" for t in TOOLS] + [
                 "Read", "Grep", "Glob", "Bash(git log:*)", "Bash(git show:*)", "Bash(git diff:*)",
-                "Bash(git status:*)", "Bash(harness status:*)", "Bash(harness log:*)"],
-            "deny": ["Edit", "Write", "MultiEdit", "NotebookEdit", "Bash(python train.py:*)",
+                "Bash(git status:*)", "Bash(harness status:*)", "Bash(harness log:*)", *edits],
+            "deny": ["NotebookEdit", "Bash(python train.py:*)",
                      "Bash(git reset:*)", "Bash(git rebase:*)", "Bash(git push:*)", "Bash(git commit:*)"],
         },
         "hooks": {
             "PreToolUse": [{
                 "matcher": "Edit|Write|MultiEdit|NotebookEdit|Bash",
-                "hooks": [{"type": "command", "command": shlex.join([sys.executable, str(guard)]), "timeout": 10}],
+                "hooks": [{"type": "command", "command": shlex.join([sys.executable, str(guard), *editable]),
+                           "timeout": 10}],
             }],
         },
     }
@@ -64,8 +68,9 @@ def codex_config(command: list[str]) -> str:
             f"command = {json.dumps(command[0])}\nargs = [{args}]\n")
 
 
-def write_agent_files(sandbox: Path) -> list[str]:
-    """Write the agent files into ``sandbox`` (before its first commit); returns their paths."""
+def write_agent_files(sandbox: Path, editable: tuple[str, ...] = ("train.py",)) -> list[str]:
+    """Write the agent files into ``sandbox`` (before its first commit) for a sandbox whose
+    ``editable`` files are those named; returns the paths written."""
     sandbox = Path(sandbox)
     hooks = sandbox / ".claude" / "hooks"
     hooks.mkdir(parents=True, exist_ok=True)
@@ -79,7 +84,7 @@ def write_agent_files(sandbox: Path) -> list[str]:
     (sandbox / ".mcp.json").write_text(json.dumps(mcp, indent=2) + "\n", encoding="utf-8")
     (sandbox / ".codex").mkdir(exist_ok=True)
     (sandbox / ".codex" / "config.toml").write_text(codex_config(command), encoding="utf-8")
-    settings = json.dumps(claude_settings(sandbox), indent=2) + "\n"
+    settings = json.dumps(claude_settings(sandbox, tuple(editable)), indent=2) + "\n"
     (sandbox / ".claude" / "settings.json").write_text(settings, encoding="utf-8")
     ignore = sandbox / ".gitignore"
     text = ignore.read_text(encoding="utf-8") if ignore.exists() else ""

@@ -84,7 +84,7 @@ def create_sandbox(dest: Path, corpus: str, time_budget_s: int, tag: str, prepar
     from .agent_files import write_agent_files
     from .sandbox import Sandbox
 
-    write_agent_files(dest)
+    write_agent_files(dest, cfg.editable_files)
 
     Sandbox.create(dest, cfg.branch, "sandbox from autoresearch-harness template")
     if prepare:

@@ -5,10 +5,18 @@ on the official ``mcp`` SDK's low-level server (the tool schemas are served exac
 Tool calls run in a worker thread so the server keeps answering (pings, other clients' reads)
 while an experiment trains; a running experiment reports its elapsed seconds as progress
 notifications when the client sent a progress token.
+
+SIGTERM or SIGINT (an agent CLI closing its servers) stops the server cleanly: an experiment in
+flight is killed with its whole process group and recorded as ``interrupted`` (git and ledger
+writes run to the end, since the signal only sets a flag the run checks), then the server exits.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -25,13 +33,19 @@ SERVER_NAME = "autoresearch"
 #: seconds between two progress notifications of a running experiment
 PROGRESS_EVERY_S = 2.0
 
-INSTRUCTIONS = ("Autonomous ML research on train.py: read program.md with read_file, then run every experiment "
-                "through run_experiment (a unified diff of train.py); the harness commits, trains, scores, keeps or "
-                "discards, and records. Never edit files or run train.py yourself.")
+INSTRUCTIONS = ("Autonomous ML research on train.py: read program_mcp.md (or program.md with read_file), then run every experiment "
+                "through run_experiment (edit train.py, or pass a unified diff of it); the harness commits, trains, "
+                "scores, keeps or discards, and records. Never edit other files, run train.py or use git to commit "
+                "or reset yourself.")
 
 
-def build_server(service: ResearchService) -> Server:
-    """An MCP :class:`Server` whose tools are ``service``'s."""
+#: seconds left for the last answer to be written before a stopping server ends
+EXIT_AFTER_ANSWER_S = 0.5
+
+
+def build_server(service: ResearchService, exit_soon=lambda delay_s: None) -> Server:
+    """An MCP :class:`Server` whose tools are ``service``'s. ``exit_soon(delay_s)`` is called, in
+    the event loop, when a stopping service has recorded its last experiment."""
 
     async def list_tools(ctx, params) -> types.ListToolsResult:
         return types.ListToolsResult(tools=[
@@ -41,6 +55,8 @@ def build_server(service: ResearchService) -> Server:
     async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
         on_tick = _progress_reporter(ctx, service.cfg.time_budget_s) if params.name == "run_experiment" else None
         answer = await anyio.to_thread.run_sync(service.call, params.name, dict(params.arguments or {}), on_tick)
+        if service.stopping.is_set() and not service.busy:
+            exit_soon(EXIT_AFTER_ANSWER_S)  # the experiment is recorded; the answer goes out, then the server ends
         return types.CallToolResult(content=[types.TextContent(text=answer.text)], is_error=answer.is_error)
 
     return Server(SERVER_NAME, instructions=INSTRUCTIONS, on_list_tools=list_tools, on_call_tool=call_tool)
@@ -66,12 +82,41 @@ def _progress_reporter(ctx, budget_s: float):
 
 
 def serve(path: Path, deadline: Optional[float] = None) -> None:
-    """Serve the sandbox at ``path`` on stdin/stdout until the client closes the connection."""
+    """Serve the sandbox at ``path`` on stdin/stdout until the client closes the connection or a
+    SIGTERM/SIGINT arrives (see the module docstring)."""
     service = ResearchService(path, deadline)
-    server = build_server(service)
+    loops: list[asyncio.AbstractEventLoop] = []  # the server's event loop once serving
+
+    def exit_now() -> None:
+        # the stdin reader thread may block on a pipe the client left open, and nothing waits for
+        # it: every experiment is recorded and fsynced, so the process ends here
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    def exit_soon(delay_s: float) -> None:
+        loops[0].call_later(delay_s, exit_now)
+
+    def on_signal(signum, frame):
+        service.stopping.set()
+        if not service.busy:
+            if loops:
+                loops[0].call_soon_threadsafe(exit_now)
+            else:
+                os._exit(0)
+        # else: the worker's tick sees the flag, kills the run and records it; call_tool then ends the server
+
+    server = build_server(service, exit_soon)
 
     async def main() -> None:
+        loops.append(asyncio.get_running_loop())
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())
 
-    anyio.run(main)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    anyio.run(main)  # returns when the client closes stdin
+    while service.busy:  # an experiment still in flight ends (at once when stopping) and is recorded
+        time.sleep(0.1)
+    if service.stopping.is_set():
+        exit_now()

@@ -10,6 +10,7 @@ per sandbox whether the other party is a second MCP client or a ``harness start`
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from .critical import deferred_signals
 from .experiment import BASELINE, ExperimentRunner
 from .ledger import Ledger, LedgerError
 from .loop import needs_baseline, recover, time_is_up
+from .patch import make_unified_diff
 from .sandbox import Sandbox, SandboxError
 from .state import AlreadyRunning, SessionLock, write_state
 
@@ -33,19 +35,21 @@ SHARED_TOOLS = ("read_file", "list_experiments", "show_experiment", "write_notes
 RUN_EXPERIMENT = {
     "name": "run_experiment",
     "description": (
-        "Run one experiment: `description` (one line: what you changed and why) and `diff`, a unified diff of "
-        "train.py against its current version ('--- a/train.py', '+++ b/train.py', '@@' hunks with exact context "
-        "lines; read_file train.py first). The harness checks the edit (it must apply and pass the rails), commits "
-        "it, trains for the fixed time budget, scores val_bpb, keeps the commit if it beats the best so far or "
-        "discards it, and records it. The answer gives the outcome, val_bpb, the best so far and, on a crash, the "
-        "end of the run log. The first call on a new sandbox runs the unmodified baseline first."),
+        "Run one experiment on train.py. Either edit train.py first (Edit/Write tools) and call this with `diff` "
+        "empty, or pass `diff`, a unified diff of train.py against its current version ('--- a/train.py', "
+        "'+++ b/train.py', '@@' hunks with exact context lines). `description`: one line, what you changed and why. "
+        "The harness checks the edit (it must pass the rails), commits it, trains for the fixed time budget, scores "
+        "val_bpb, keeps the commit if it beats the best so far or discards it (train.py goes back to the best "
+        "version), and records it. The answer gives the outcome, val_bpb, the best so far and, on a crash, the end "
+        "of the run log. The first call on a new sandbox runs the unmodified baseline first."),
     "parameters": {
         "type": "object",
         "properties": {
             "description": {"type": "string", "description": "one line: what you changed and why"},
-            "diff": {"type": "string", "description": "a unified diff against the current train.py"},
+            "diff": {"type": "string", "description": (
+                "a unified diff against the current train.py; leave it empty to run your direct edits of train.py")},
         },
-        "required": ["description", "diff"],
+        "required": ["description"],
     },
 }
 
@@ -77,6 +81,10 @@ class ResearchService:
         self.cfg: HarnessConfig = load(self.path)
         self.deadline, self.agent_name = deadline, agent_name
         self.started_at = time.time()
+        #: set by the server on SIGTERM/SIGINT: the experiment in flight is stopped and recorded
+        self.stopping = threading.Event()
+        #: True while run_experiment holds the sandbox
+        self.busy = False
 
     def call(self, name: str, arguments: dict, on_tick: Callable[[float], None] | None = None) -> Answer:
         """Run tool ``name``; never raises for bad input (refusals come back as ``is_error``)."""
@@ -101,17 +109,36 @@ class ResearchService:
                        on_tick: Callable[[float], None] | None = None) -> Answer:
         """Check, commit, run, decide and record one experiment (the baseline first on a new sandbox).
 
-        Refused with a clear message when the deadline has passed or another experiment holds the
-        sandbox; an invalid edit is recorded (``patch_failed``/``syntax_error``/``rail_blocked``)
-        and answered with every reason, as ``propose_edit`` gives them.
+        An empty ``diff`` means the edits of the editable files in the work tree (made with the
+        agent CLI's own edit tools): they are taken as the proposal, and the tree goes back to
+        HEAD before the commit. Refused with a clear message when the deadline has passed, another
+        experiment holds the sandbox, or there is nothing to run; an invalid edit is recorded
+        (``patch_failed``/``syntax_error``/``rail_blocked``) and answered with every reason, as
+        ``propose_edit`` gives them, and a direct edit is then left in the work tree to be fixed.
         """
         reason = time_is_up(self.deadline, Ledger(self.path).records())
         if reason:
             return Answer(f"the run is over ({reason}): no new experiment starts. Stop here; summarise what you "
                           "learned with write_notes if you like.", True)
+
+        def tick(elapsed: float) -> None:
+            if self.stopping.is_set():
+                raise KeyboardInterrupt  # the runner kills the run; ExperimentRunner records it as interrupted
+            if on_tick:
+                on_tick(elapsed)
+
         try:
             with SessionLock(self.path):
-                return self._run_locked(description, diff, on_tick)
+                self.busy = True
+                try:
+                    if self.stopping.is_set():
+                        raise KeyboardInterrupt
+                    return self._run_locked(description, diff, tick)
+                finally:
+                    self.busy = False
+        except KeyboardInterrupt:
+            return Answer("stopped: the harness's MCP server is shutting down; the experiment in flight was killed "
+                          "and recorded as interrupted.", True)
         except AlreadyRunning as exc:
             return Answer(f"refused: only one experiment runs at a time in a sandbox. {exc} Wait until it ends "
                           "(list_experiments shows it once recorded), then call run_experiment again.", True)
@@ -120,6 +147,37 @@ class ResearchService:
 
     def _run_locked(self, description: str, diff: str, on_tick) -> Answer:
         sandbox, ledger = Sandbox(self.path, self.cfg.branch), Ledger(self.path)
+        edited = self._direct_edits(sandbox)
+        if edited and diff.strip():
+            return Answer("refused: train.py has direct edits in the work tree and a diff was given too. Call "
+                          "run_experiment with an empty diff to run the edited file, or undo the edits first.", True)
+        if not diff.strip():
+            if not edited:
+                return Answer("nothing to run: the diff is empty and train.py has no direct edits. Edit train.py "
+                              "(or pass a unified diff), then call run_experiment.", True)
+            diff = "".join(make_unified_diff(sandbox.read(f), text, f) for f, text in edited.items())
+            for name in edited:  # the tree goes back to HEAD; the harness commits the checked edit itself
+                (self.path / name).write_text(sandbox.read(name), encoding="utf-8")
+        self._committed = False
+        try:
+            return self._check_and_run(sandbox, ledger, description, diff, on_tick)
+        finally:
+            if edited and not self._committed:
+                for name, text in edited.items():  # a direct edit that did not run is given back, to be fixed
+                    (self.path / name).write_text(text, encoding="utf-8")
+
+    def _direct_edits(self, sandbox: Sandbox) -> dict[str, str]:
+        """Editable files whose work-tree text differs from HEAD (name -> work-tree text)."""
+        edited = {}
+        for name in self.cfg.editable_files:
+            path = self.path / name
+            text = path.read_text(encoding="utf-8") if path.exists() else ""
+            if text != sandbox.read(name):
+                edited[name] = text
+        return edited
+
+    def _check_and_run(self, sandbox: Sandbox, ledger: Ledger, description: str, diff: str, on_tick) -> Answer:
+        """The experiment under the lock (``self._committed`` turns True once the proposal is committed)."""
         runner = ExperimentRunner(sandbox, ledger, self.cfg, self.agent_name)
         sandbox.ensure_on_branch()
         with deferred_signals():
@@ -147,8 +205,11 @@ class ResearchService:
             parts.append(f"experiment {n} was not run and is recorded as {verdict.outcome}.\n{verdict.message}")
             return Answer("\n\n".join(parts), True)
         self._state("running", experiment=n, description=proposal.description)
-        rec = runner.run(n, proposal, checked.files, started, on_tick, self._on_commit(n, proposal.description))
-        self._state("idle")
+        try:
+            rec = runner.run(n, proposal, checked.files, started, on_tick,
+                             self._on_commit(n, proposal.description, proposal=True))
+        finally:
+            self._state("idle")
         parts.append(f"experiment {n}: {_summary(rec.to_json(), self.path)}")
         best, _ = ledger.best()
         parts.append(f"best val_bpb so far: {best:.6f}" if best is not None else "no kept result yet")
@@ -157,9 +218,11 @@ class ResearchService:
             parts.append(f"time left in this run: {max(left, 0) / 60:.1f} min")
         return Answer("\n".join(parts))
 
-    def _on_commit(self, n: int, description: str) -> Callable[[str], None]:
-        return lambda commit: self._state("running", experiment=n, description=description, commit=commit,
-                                          run_started_at=time.time())
+    def _on_commit(self, n: int, description: str, proposal: bool = False) -> Callable[[str], None]:
+        def on_commit(commit: str) -> None:
+            self._committed = self._committed or proposal
+            self._state("running", experiment=n, description=description, commit=commit, run_started_at=time.time())
+        return on_commit
 
     def _state(self, phase: str, **extra) -> None:
         best, _ = Ledger(self.path).best()

@@ -4,6 +4,7 @@ Claude Code sends on stdin (exit 0: allowed; exit 2: blocked, stderr shown to th
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -39,15 +40,41 @@ def run_hook(sandbox: Path, tool_name: str, tool_input: dict) -> subprocess.Comp
 
 
 @pytest.mark.parametrize("tool, tool_input", [
-    ("Edit", {"file_path": "train.py", "old_string": "DEPTH = 4", "new_string": "DEPTH = 8"}),
-    ("Edit", {"file_path": "/abs/prepare.py", "old_string": "a", "new_string": "b"}),
+    ("Edit", {"file_path": "prepare.py", "old_string": "a", "new_string": "b"}),
+    ("Edit", {"file_path": "/abs/train.py", "old_string": "a", "new_string": "b"}),
     ("Write", {"file_path": "notes.md", "content": "hello"}),
-    ("MultiEdit", {"file_path": "train.py", "edits": []}),
+    ("Write", {"file_path": "../train.py", "content": "x"}),
+    ("MultiEdit", {"file_path": "harness.toml", "edits": []}),
+    ("NotebookEdit", {"notebook_path": "x.ipynb", "new_source": ""}),
 ])
-def test_direct_edits_are_blocked_with_a_pointer_to_run_experiment(agent_dir, tool, tool_input):
+def test_edits_of_any_file_but_train_py_are_blocked_with_a_pointer_to_run_experiment(agent_dir, tool, tool_input):
     res = run_hook(agent_dir, tool, tool_input)
     assert res.returncode == 2
     assert "run_experiment(description, diff)" in res.stderr and "write_notes" in res.stderr
+
+
+@pytest.mark.parametrize("tool, tool_input", [
+    ("Edit", {"file_path": "train.py", "old_string": "DEPTH = 4", "new_string": "DEPTH = 8"}),
+    ("Write", {"file_path": "./train.py", "content": "x"}),
+    ("MultiEdit", {"file_path": "{sandbox}/train.py", "edits": []}),
+])
+def test_train_py_may_be_edited_except_while_an_experiment_runs(agent_dir, tool, tool_input):
+    tool_input = {k: v.format(sandbox=agent_dir) if isinstance(v, str) else v for k, v in tool_input.items()}
+    state = agent_dir / ".harness" / "state.json"
+    state.parent.mkdir(exist_ok=True)
+    try:
+        res = run_hook(agent_dir, tool, tool_input)
+        assert res.returncode == 0 and res.stderr == ""
+        state.write_text(json.dumps({"pid": os.getpid(), "phase": "running", "experiment": 7}))
+        res = run_hook(agent_dir, tool, tool_input)
+        assert res.returncode == 2 and "experiment 7 is running" in res.stderr
+        # a harness that died mid-run (pid above Linux's largest pid_max, 2**22) does not block edits
+        state.write_text(json.dumps({"pid": 2 ** 22 + 12345, "phase": "running", "experiment": 7}))
+        assert run_hook(agent_dir, tool, tool_input).returncode == 0
+        state.write_text(json.dumps({"pid": os.getpid(), "phase": "idle"}))
+        assert run_hook(agent_dir, tool, tool_input).returncode == 0
+    finally:
+        state.unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("command", [
@@ -106,7 +133,8 @@ def test_mcp_json_and_settings_register_the_server_and_the_hook(agent_dir):
     assert [codex["command"], *codex["args"]] == [mcp["command"], *mcp["args"]]
     settings = json.loads((agent_dir / ".claude" / "settings.json").read_text())
     assert "mcp__autoresearch__run_experiment" in settings["permissions"]["allow"]
-    assert "Edit" in settings["permissions"]["deny"]
+    assert "Edit" not in settings["permissions"]["deny"] and "Edit(/train.py)" in settings["permissions"]["allow"]
+    assert shlex.split(settings["hooks"]["PreToolUse"][0]["hooks"][0]["command"])[-1] == "train.py"
     assert ".claude/settings.local.json" in (agent_dir / ".gitignore").read_text()
     for name in ("CLAUDE.md", "AGENTS.md"):
         text = (agent_dir / name).read_text()

@@ -57,7 +57,7 @@ def test_a_client_lists_tools_runs_a_good_and_a_bad_experiment_and_reads_results
         tools = {t.name: t for t in (await session.list_tools()).tools}
         assert set(tools) == {"read_file", "list_experiments", "show_experiment", "write_notes", "run_experiment"}
         assert tools["read_file"].input_schema == READ_FILE["parameters"]
-        assert tools["run_experiment"].input_schema["required"] == ["description", "diff"]
+        assert tools["run_experiment"].input_schema["required"] == ["description"]
         program = await session.call_tool("read_file", {"path": "program.md"})
         assert not program.is_error and "val_bpb" in text(program)
 
@@ -158,7 +158,103 @@ def test_a_dirty_tree_or_an_unknown_tool_is_refused_with_a_message(make_sandbox)
     sandbox = make_sandbox()
     service = ResearchService(sandbox)
     assert service.call("propose_edit", {}).is_error
+    ans = service.call("run_experiment", {"description": "x"})
+    assert ans.is_error and "nothing to run" in ans.text
     (sandbox / "train.py").write_text((sandbox / "train.py").read_text() + "\n# hand edit\n")
     ans = service.call("run_experiment", {"description": "x", "diff": "y"})
+    assert ans.is_error and "direct edits" in ans.text and "empty diff" in ans.text
+    (sandbox / "prepare.py").write_text((sandbox / "prepare.py").read_text() + "\n# hand edit\n")
+    ans = service.call("run_experiment", {"description": "x"})
     assert ans.is_error and "uncommitted changes" in ans.text
+    assert "# hand edit" in (sandbox / "train.py").read_text(), "the direct edit is given back"
     assert not (sandbox / "results.tsv").exists() or len(results_rows(sandbox)) == 0
+
+
+def test_direct_edits_of_train_py_run_with_an_empty_diff_and_a_refused_one_stays_to_be_fixed(make_sandbox):
+    from harness.mcp_service import ResearchService
+
+    sandbox = make_sandbox()
+    service = ResearchService(sandbox)
+    repo = git.Repo(sandbox)
+    train = sandbox / "train.py"
+    original = train.read_text()
+    train.write_text(original + "\nimport subprocess\n")
+    refused = service.call("run_experiment", {"description": "spawn", "diff": ""})
+    assert refused.is_error and "rail_blocked" in refused.text and "subprocess" in refused.text
+    assert train.read_text() == original + "\nimport subprocess\n", "the refused edit stays in the tree"
+    assert [r[3] for r in results_rows(sandbox)] == ["keep", "crash"]  # the baseline ran first
+
+    train.write_text(set_knobs(original, LEARNING_RATE="1e-2"))
+    ran = service.call("run_experiment", {"description": "higher learning rate"})
+    assert not ran.is_error and "experiment 3: outcome" in ran.text, ran.text
+    rows = results_rows(sandbox)
+    assert len(rows) == 3 and rows[2][4] == "higher learning rate"
+    assert not repo.is_dirty(untracked_files=False)
+    kept = rows[2][3] == "keep"
+    assert ("LEARNING_RATE = 1e-2" in train.read_text()) == kept
+    assert (sandbox / "runs" / "3" / "proposal.diff").read_text() == make_unified_diff(
+        original, set_knobs(original, LEARNING_RATE="1e-2"))
+
+
+def test_sigterm_during_an_experiment_records_it_as_interrupted_and_the_server_exits(make_sandbox):
+    """What an agent CLI does when it quits mid-run: the server kills the run's whole process
+    group, records the experiment as interrupted, answers the call and exits, leaving a clean tree."""
+    import signal
+    import subprocess
+    import time
+
+    sandbox = make_sandbox(time_budget_s=60)
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "mcp", str(sandbox)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def send(message: dict) -> None:
+        proc.stdin.write(json.dumps({"jsonrpc": "2.0", **message}) + "\n")
+        proc.stdin.flush()
+
+    try:
+        send({"id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}})
+        assert json.loads(proc.stdout.readline())["result"]["serverInfo"]["name"] == "autoresearch"
+        send({"method": "notifications/initialized"})
+        send({"id": 2, "method": "tools/call", "params": {"name": "run_experiment",
+                                                          "arguments": {"description": "x", "diff": "y"}}})
+        log = sandbox / "runs" / "1" / "run.log"
+        deadline = time.time() + 60
+        while not (log.exists() and "step" in log.read_text()) and time.time() < deadline:
+            time.sleep(0.2)  # the baseline is training
+        assert log.exists() and "step" in log.read_text(), "the baseline did not start training"
+        state = json.loads((sandbox / ".harness" / "state.json").read_text())
+        assert state["pid"] == proc.pid and state["phase"] == "running"
+        proc.send_signal(signal.SIGTERM)  # stdin stays open, as a client that only signals leaves it
+        proc.wait(timeout=30)
+        out, err = proc.stdout.read(), proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    answer = json.loads(out.splitlines()[-1])
+    assert answer["id"] == 2 and answer["result"]["isError"] and "interrupted" in answer["result"]["content"][0]["text"]
+    assert proc.returncode is not None
+    rows = results_rows(sandbox)
+    assert len(rows) == 1 and rows[0][3] == "crash"
+    traj = [json.loads(x) for x in (sandbox / "trajectory.jsonl").read_text().splitlines()]
+    assert traj[0]["outcome"] == "interrupted"
+    repo = git.Repo(sandbox)
+    assert not repo.is_dirty(untracked_files=False)
+    assert "Status: crash" in repo.commit("refs/autoresearch/discarded/1").message
+    alive = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cwd(p) == sandbox.resolve()
+             and b"train.py" in _read(p / "cmdline")]
+    assert not alive, "a training process outlived the server"
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def _cwd(proc_dir: Path):
+    try:
+        return Path(os.readlink(proc_dir / "cwd"))
+    except OSError:
+        return None
