@@ -39,7 +39,7 @@ def claude_settings(sandbox: Path, editable: tuple[str, ...] = ("train.py",)) ->
     files allowed, training runs and history rewrites denied, and the guard hook (which refuses
     edits of every other file) on every edit and shell command."""
     guard = Path(sandbox).resolve() / ".claude" / "hooks" / "guard.py"
-    edits = [f"{tool}(/{name})" for name in editable for tool in ("Edit", "Write", "MultiEdit")]
+    edits = [f"{tool}(./{name})" for name in editable for tool in ("Edit", "Write", "MultiEdit")]
     return {
         "enableAllProjectMcpServers": True,
         "enabledMcpjsonServers": [SERVER],

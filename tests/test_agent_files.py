@@ -133,7 +133,7 @@ def test_mcp_json_and_settings_register_the_server_and_the_hook(agent_dir):
     assert [codex["command"], *codex["args"]] == [mcp["command"], *mcp["args"]]
     settings = json.loads((agent_dir / ".claude" / "settings.json").read_text())
     assert "mcp__autoresearch__run_experiment" in settings["permissions"]["allow"]
-    assert "Edit" not in settings["permissions"]["deny"] and "Edit(/train.py)" in settings["permissions"]["allow"]
+    assert "Edit" not in settings["permissions"]["deny"] and "Edit(./train.py)" in settings["permissions"]["allow"]
     assert shlex.split(settings["hooks"]["PreToolUse"][0]["hooks"][0]["command"])[-1] == "train.py"
     assert ".claude/settings.local.json" in (agent_dir / ".gitignore").read_text()
     for name in ("CLAUDE.md", "AGENTS.md"):
