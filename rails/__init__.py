@@ -16,6 +16,8 @@ All rails share one `Context`, so the proposed file is decoded and parsed by lib
 
 from __future__ import annotations
 
+import gc
+
 from rails.base import AstRail, Context, ContextRail, Rail, RailConfig, Violation
 from rails.dunder import DunderRail
 from rails.dynamic_code import DynamicCodeRail
@@ -23,9 +25,11 @@ from rails.evaluation import EvaluationRail
 from rails.hygiene import HygieneRail
 from rails.imports import ImportsRail
 from rails.protected import ProtectedRail
+from rails.resources import ResourcesRail
 from rails.seed_only import SeedOnlyRail
 from rails.syntax import SyntaxRail
 from rails.system_access import SystemAccessRail
+from rails.time_budget import TimeBudgetRail
 
 __all__ = [
     "ALL_RAILS",
@@ -48,6 +52,8 @@ ALL_RAILS: tuple[Rail, ...] = (
     SystemAccessRail(),
     ProtectedRail(),
     EvaluationRail(),
+    TimeBudgetRail(),
+    ResourcesRail(),
     SeedOnlyRail(),
 )
 
@@ -73,12 +79,20 @@ def check_source(
     """
     ctx = Context(old_source, new_source, config)
     violations: list[Violation] = []
-    for rail in rails:
-        if isinstance(rail, ContextRail):
-            found = rail.check_context(ctx)
-        else:
-            found = rail.check(ctx.old_source, ctx.new_text, config)
-        violations.extend(found)
-        if found and getattr(rail, "stops_on_failure", False):
-            break
+    # The parse trees are acyclic and freed by reference counting; pausing the cyclic collector
+    # while they are built saves its full passes over them (~10-20 ms at p99 on a 630-line file).
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        for rail in rails:
+            if isinstance(rail, ContextRail):
+                found = rail.check_context(ctx)
+            else:
+                found = rail.check(ctx.old_source, ctx.new_text, config)
+            violations.extend(found)
+            if found and getattr(rail, "stops_on_failure", False):
+                break
+    finally:
+        if paused:
+            gc.enable()
     return violations

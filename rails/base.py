@@ -8,7 +8,7 @@ the code. It returns a list of `Violation`s; an empty list means the file passes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # libcst is imported lazily so `import rails` stays cheap
@@ -51,12 +51,15 @@ class RailConfig:
         editable_files: repository-relative paths the agent may change.
         allowed_imports: top-level module names ``train.py`` may import; ``None`` means no
             import allow-list is enforced.
+        allowed_imports_extra: top-level modules allowed on top of ``allowed_imports`` (or of the
+            default allowlist), e.g. ``("kernels",)`` for an adopted autoresearch checkout.
         protected_names: names imported from ``prepare.py`` (the fixed evaluation contract) that
             ``train.py`` must not redefine or shadow.
     """
 
     editable_files: tuple[str, ...] = ("train.py",)
     allowed_imports: tuple[str, ...] | None = None
+    allowed_imports_extra: tuple[str, ...] = ()
     protected_names: tuple[str, ...] = (
         "MAX_SEQ_LEN",
         "TIME_BUDGET",
@@ -134,6 +137,42 @@ class Context:
         return list(ast.walk(self.ast_tree))
 
     @cached_property
+    def by_type(self) -> dict:
+        """`nodes` grouped by exact node type (one pass), so a rail visits only what it needs."""
+        out: dict = {}
+        for node in self.nodes:
+            out.setdefault(type(node), []).append(node)
+        return out
+
+    def of(self, *types) -> list:
+        """Every node of `ast_tree` whose exact type is one of ``types``."""
+        if len(types) == 1:
+            return self.by_type.get(types[0], [])
+        return [n for t in types for n in self.by_type.get(t, ())]
+
+    @cached_property
+    def callees(self) -> set[int]:
+        """ids of the nodes that are the called expression of some call (``f`` in ``f(x)``)."""
+        import ast
+
+        return {id(c.func) for c in self.of(ast.Call)}
+
+    @cached_property
+    def strings(self) -> list:
+        """String and bytes literal nodes that are not docstrings or other bare expression
+        statements (those have no effect); f-string parts included."""
+        import ast
+
+        bare = {id(n.value) for n in self.of(ast.Expr) if isinstance(n.value, ast.Constant)}
+        return [n for n in self.of(ast.Constant) if isinstance(n.value, (str, bytes)) and id(n) not in bare]
+
+    @cached_property
+    def old_tree(self) -> "ast.Module | None":
+        """The stdlib ``ast`` of the parent file, or ``None`` when absent or unparseable. Parses
+        are cached by the parent's text (the parent is checked against many proposals)."""
+        return None if self.old_source is None else parse_parent(self.old_source)
+
+    @cached_property
     def names(self):
         """Import aliases and a dotted-name resolver over `ast_tree` (:class:`rails.names.Names`)."""
         from rails.names import Names
@@ -151,6 +190,18 @@ class Context:
             return libcst.parse_module(self.old_source)
         except libcst.ParserSyntaxError:
             return None
+
+
+@lru_cache(maxsize=8)
+def parse_parent(text: str) -> "ast.Module | None":
+    """``ast.parse(text)`` cached by text, or ``None`` on a syntax error. Only for parent files:
+    callers must not mutate the tree."""
+    import ast
+
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
 
 
 @runtime_checkable

@@ -3,7 +3,8 @@
 What it blocks: imports of modules outside the allowlist (``subprocess``, ``socket``, ``urllib``,
 ``ctypes``, ``pickle``, ``importlib``, ``signal``, ``atexit``, ``builtins``, ``shutil``,
 ``multiprocessing``, ...), dangerous submodules of allowed packages (``torch.utils.cpp_extension``
-for inline native code, ``torch.hub`` for downloads, ``torch.multiprocessing``), ``import prepare``
+for inline native code, ``torch.hub`` for downloads, ``torch.multiprocessing``, ``torch.distributed``,
+``torch.library``, ``torch.utils`` modules other than ``checkpoint``/``data``/``flop_counter``), ``import prepare``
 as a module object (it invites ``prepare.evaluate_bpb = ...``), names from ``prepare`` beyond its
 published interface, and relative or star imports.
 
@@ -31,20 +32,33 @@ DEFAULT_ALLOWED = (
     "operator", "numpy", "einops", "prepare", "__future__",
 )
 #: submodules refused even though their package is allowed
-DENIED_SUBMODULES = ("torch.utils.cpp_extension", "torch.hub", "torch.multiprocessing", "torch.distributed.rpc",
-                     "torch.package")
+DENIED_SUBMODULES = ("torch.utils.cpp_extension", "torch.hub", "torch.multiprocessing", "torch.distributed",
+                     "torch.package", "torch.library", "torch._C", "torch.overrides", "torch.serialization",
+                     "torch.onnx", "numpy.ctypeslib", "numpy.f2py", "numpy.distutils", "numpy.testing")
+#: the only torch.utils modules train.py may use (the others write files, spawn or build native code)
+TORCH_UTILS_ALLOWED = ("torch.utils.checkpoint", "torch.utils.data", "torch.utils.flop_counter")
+
+
+def denied_module(name: str) -> bool:
+    """True when the dotted ``name`` lies in a denied submodule of an allowed package
+    (`DENIED_SUBMODULES`, or ``torch.utils.X`` outside `TORCH_UTILS_ALLOWED`)."""
+    if any(name == d or name.startswith(d + ".") for d in DENIED_SUBMODULES):
+        return True
+    return name.startswith("torch.utils.") and not any(
+        name == a or name.startswith(a + ".") for a in TORCH_UTILS_ALLOWED)
 PREPARE_INTERFACE = ("MAX_SEQ_LEN", "TIME_BUDGET", "EVAL_TOKENS", "VOCAB_SIZE", "Tokenizer",
                      "make_dataloader", "evaluate_bpb")
 
 
 class ImportsRail(AstRail):
-    """Refuse imports outside the allowlist (``RailConfig.allowed_imports`` or `DEFAULT_ALLOWED`)."""
+    """Refuse imports outside the allowlist (``RailConfig.allowed_imports`` or `DEFAULT_ALLOWED`, plus
+    ``RailConfig.allowed_imports_extra``)."""
 
     id = "imports"
 
     def check_tree(self, ctx: Context) -> list[Violation]:
         """One violation per refused import statement or name."""
-        allowed = set(ctx.config.allowed_imports or DEFAULT_ALLOWED)
+        allowed = set(ctx.config.allowed_imports or DEFAULT_ALLOWED) | set(ctx.config.allowed_imports_extra)
         out = []
         for node in ctx.nodes:
             if isinstance(node, ast.Import):
@@ -66,7 +80,7 @@ class ImportsRail(AstRail):
                     elif node.module == "prepare" and a.name not in PREPARE_INTERFACE:
                         out.append(self.violation(node, f"prepare.{a.name} is not part of prepare's interface",
                                                   f"import only {', '.join(PREPARE_INTERFACE)} from prepare"))
-                    elif any(full == d or full.startswith(d + ".") for d in DENIED_SUBMODULES):
+                    elif denied_module(full):
                         out.append(self.violation(node, f"{full} is not allowed", _hint(full)))
         return out
 
@@ -75,7 +89,7 @@ class ImportsRail(AstRail):
         if top not in allowed:
             return [self.violation(node, f"import of {name!r} is not allowed in train.py",
                                    f"allowed modules: {', '.join(sorted(allowed))}; do the work with torch")]
-        if any(name == d or name.startswith(d + ".") for d in DENIED_SUBMODULES):
+        if denied_module(name):
             return [self.violation(node, f"import of {name!r} is not allowed", _hint(name))]
         return []
 
