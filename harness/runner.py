@@ -31,7 +31,8 @@ _ENV_ALLOW = {
 }
 _ENV_ALLOW_PREFIX = ("LC_",)
 _SECRET_WORDS = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
-_OOM_PATTERNS = re.compile(r"OutOfMemoryError|CUDA out of memory|MemoryError|Cannot allocate memory|MPS backend out of memory")
+_OOM_PATTERNS = re.compile(r"OutOfMemoryError|CUDA out of memory|MemoryError|Cannot allocate memory|"
+                           r"MPS backend out of memory|DefaultCPUAllocator: (not enough|can.t allocate) memory")
 _NAN_PATTERNS = re.compile(r"FAIL: loss (is nan|exploded)|loss is nan", re.I)
 KILL_GRACE_S = 5.0
 POLL_S = 0.25
