@@ -209,12 +209,24 @@ def rails():
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--against", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="the parent file, for rules that judge what changed")
-def rails_check(file: Path, against: Path | None):
-    """Run every rail on FILE; exit 0 when clean, 1 on violations."""
+@click.option("--sandbox", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="read the [rails] settings of this sandbox's harness.toml (default: FILE's folder, if it has one)")
+def rails_check(file: Path, against: Path | None, sandbox: Path | None):
+    """Run every rail on FILE; exit 0 when clean, 1 on violations, 2 on a bad harness.toml."""
     from rails import RailConfig, check_source
 
+    from .config import CONFIG_NAME, ConfigError, load
+
+    folder = sandbox or file.resolve().parent
+    settings = {}
+    if sandbox or (folder / CONFIG_NAME).exists():
+        try:
+            settings = load(folder).rail_settings()
+        except ConfigError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
     old = against.read_text(encoding="utf-8") if against else None
-    violations = check_source(old, file.read_bytes(), RailConfig())
+    violations = check_source(old, file.read_bytes(), RailConfig(**settings))
     for v in violations:
         click.echo(v.format(str(file)))
     if violations:

@@ -35,6 +35,12 @@ class HarnessConfig:
             ``over_budget``.
         agent: agent spec used when ``harness start`` gets no ``--agent``.
         keep_policy: ``"greedy"`` (keep when val_bpb beats the best so far, Karpathy's rule).
+        allowed_imports: ``[rails] allowed_imports``: the complete import allowlist of the rails,
+            or ``None`` for their default one.
+        allowed_imports_extra: ``[rails] allowed_imports_extra``: modules allowed on top of it
+            (e.g. ``("kernels",)`` for an adopted autoresearch checkout).
+        protected_names: ``[rails] protected_names``: names from prepare that train.py must not
+            rebind, or ``None`` for the rails' default.
     """
 
     tag: str
@@ -45,6 +51,18 @@ class HarnessConfig:
     over_budget_tolerance_s: float = 10.0
     agent: str = "local"
     keep_policy: str = "greedy"
+    allowed_imports: tuple[str, ...] | None = None
+    allowed_imports_extra: tuple[str, ...] = ()
+    protected_names: tuple[str, ...] | None = None
+
+    def rail_settings(self) -> dict:
+        """Keyword arguments for ``rails.RailConfig`` from this sandbox's settings (defaults of
+        RailConfig where harness.toml sets nothing): ``RailConfig(**cfg.rail_settings())``."""
+        out: dict = {"editable_files": self.editable_files, "allowed_imports": self.allowed_imports,
+                     "allowed_imports_extra": self.allowed_imports_extra}
+        if self.protected_names is not None:
+            out["protected_names"] = self.protected_names
+        return out
 
     @property
     def branch(self) -> str:
@@ -60,6 +78,7 @@ class HarnessConfig:
 def render(cfg: HarnessConfig) -> str:
     """Return the text of a ``harness.toml`` holding ``cfg``, with a comment on each setting."""
     files = ", ".join(f'"{f}"' for f in cfg.editable_files)
+    extra = ", ".join(f'"{m}"' for m in cfg.allowed_imports_extra)
     command = ", ".join(f'"{c}"' for c in cfg.command)
     return f"""# autoresearch-harness settings for this sandbox (see the README).
 
@@ -78,6 +97,11 @@ spec = "{cfg.agent}"                 # local | scripted:FILE | anthropic:MODEL |
 
 [policy]
 keep = "{cfg.keep_policy}"                # keep when val_bpb beats the best so far
+
+[rails]
+allowed_imports_extra = [{extra}]   # modules train.py may import beyond the default allowlist, e.g. "kernels"
+# allowed_imports = ["torch", "math", ...]   # replaces the default allowlist entirely
+# protected_names = ["MAX_SEQ_LEN", "TIME_BUDGET", ...]   # names from prepare train.py must not rebind
 """
 
 
@@ -102,7 +126,7 @@ def load(sandbox: Path) -> HarnessConfig:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}. Fix the file and start again.") from None
-    sandbox_t, run, agent, policy = (data.get(k, {}) for k in ("sandbox", "run", "agent", "policy"))
+    sandbox_t, run, agent, policy, rails = (data.get(k, {}) for k in ("sandbox", "run", "agent", "policy", "rails"))
     try:
         cfg = HarnessConfig(
             tag=str(sandbox_t["tag"]),
@@ -113,6 +137,9 @@ def load(sandbox: Path) -> HarnessConfig:
             over_budget_tolerance_s=float(run.get("over_budget_tolerance_s", 10.0)),
             agent=str(agent.get("spec", "local")),
             keep_policy=str(policy.get("keep", "greedy")),
+            allowed_imports=_names(rails, "allowed_imports"),
+            allowed_imports_extra=_names(rails, "allowed_imports_extra") or (),
+            protected_names=_names(rails, "protected_names"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: bad or missing setting ({exc}). Compare with the README.") from None
@@ -125,6 +152,21 @@ def load(sandbox: Path) -> HarnessConfig:
             f"prepare.py says TIME_BUDGET = {budget}. Make them equal (prepare.py is what train.py uses)."
         )
     return cfg
+
+
+def _names(table: dict, key: str) -> tuple[str, ...] | None:
+    """``table[key]`` as a tuple of identifiers (module or variable names), or None when absent.
+
+    Raises:
+        ValueError: the value is not a list of strings of dotted identifiers.
+    """
+    if key not in table:
+        return None
+    value = table[key]
+    if not isinstance(value, list) or not all(
+            isinstance(v, str) and v and all(p.isidentifier() for p in v.split(".")) for v in value):
+        raise ValueError(f"[rails] {key} must be a list of module or variable names, got {value!r}")
+    return tuple(value)
 
 
 def read_constant(path: Path, name: str):

@@ -74,7 +74,7 @@ def check_proposal(proposal: Proposal, files: dict, cfg: HarnessConfig) -> Check
         changed = apply_unified_diff(proposal.diff, files, cfg.editable_files)
     except PatchError as exc:
         return Checked(None, "patch_failed", str(exc))
-    rail_cfg = RailConfig(editable_files=cfg.editable_files)
+    rail_cfg = RailConfig(**cfg.rail_settings())
     verdicts = []
     for name, text in changed.items():
         for v in check_source(files.get(name), text, rail_cfg):
