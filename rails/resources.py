@@ -10,7 +10,7 @@ What it blocks:
   `MAX_ELEMENTS` elements; ``'x' * 10**10``, ``[0] * (1 << 40)``, ``bytearray(2**40)`` above
   `MAX_BYTES`;
 - constants that are themselves too big to compute (``2 ** 10 ** 10``);
-- ``time.sleep`` of more than a minute, ``torch.set_num_threads`` above `MAX_THREADS`.
+- ``time.sleep`` of more than an hour, ``torch.set_num_threads`` above `MAX_THREADS`.
 Fork bombs need ``os.fork`` or a process module, which the ``system-access`` and ``imports`` rails
 refuse.
 
@@ -37,7 +37,7 @@ MAX_ELEMENTS = 2**33  # elements in one tensor (32 GiB of float32)
 MAX_BYTES = 2**31  # characters, items or bytes in one repeated sequence
 MAX_ITERATIONS = 10**10
 MAX_THREADS = 1024
-MAX_SLEEP_S = 60
+MAX_SLEEP_S = 3600
 _BIG = math.inf  # a folded value that is too large to compute
 FACTORIES = frozenset(f"{m}.{f}" for m in ("torch", "numpy") for f in ("empty", "zeros", "ones", "full", "rand", "randn",
                                                                        "arange", "empty_like", "ones_like"))
@@ -99,7 +99,7 @@ class ResourcesRail(AstRail):
         elif name in ("bytearray", "bytes") and args and _fold(args[0], env) > MAX_BYTES:
             return [self.violation(call, f"{name}() of more than 2**31 bytes", "allocate what the model needs")]
         elif name == "time.sleep" and args and _fold(args[0], env) > MAX_SLEEP_S:
-            return [self.violation(call, "sleeping for more than a minute wastes the run", "remove the sleep")]
+            return [self.violation(call, "sleeping for more than an hour wastes the run", "remove the sleep")]
         elif name in ("torch.set_num_threads", "torch.set_num_interop_threads") and args and \
                 _fold(args[0], env) > MAX_THREADS:
             return [self.violation(call, f"{name}() with more than {MAX_THREADS} threads",
