@@ -151,6 +151,7 @@ class Session:
                         f"stopping: the agent failed {failures} times in a row (last: "
                         f"{self.ledger.records()[-1]['detail'][:200]}); fix the cause and `harness start` again")
                     break
+            self.control.clear()
             self._state("finished")
         return self.done
 

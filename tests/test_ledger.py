@@ -64,3 +64,38 @@ def test_a_failed_write_leaves_both_files_as_they_were(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert {p: p.read_bytes() for p in before} == before
     assert [json.loads(x)["experiment"] for x in led.trajectory_path.read_text().splitlines()] == [1]
+
+
+def test_repair_adds_the_results_row_a_kill_between_the_two_files_left_out(tmp_path):
+    led = Ledger(tmp_path)
+    led.append(rec(1, "improved", 1.5))
+    with open(led.trajectory_path, "a") as fh:  # killed after trajectory.jsonl, before results.tsv
+        fh.write(json.dumps(rec(2, "not_improved", 1.6, commit="b" * 40).to_json()) + "\n")
+    assert led.repair() == ["added 1 results.tsv row(s) that trajectory.jsonl had"]
+    assert led.results_path.read_text().splitlines()[-1].startswith("bbbbbbb\t1.600000\t1.3\tdiscard\t")
+    assert led.repair() == []
+
+
+def test_repair_cuts_torn_lines_of_both_files(tmp_path):
+    led = Ledger(tmp_path)
+    led.append(rec(1, "improved", 1.5))
+    good = {p: p.read_bytes() for p in (led.trajectory_path, led.results_path)}
+    with open(led.trajectory_path, "a") as fh:
+        fh.write('{"experiment": 2, "outc')
+    with open(led.results_path, "a") as fh:
+        fh.write("abcdef1\t1.6")
+    assert sorted(led.repair()) == ["cut a torn last line of trajectory.jsonl", "cut a torn last row of results.tsv"]
+    assert {p: p.read_bytes() for p in good} == good
+    assert led.next_experiment() == 2
+
+
+def test_repair_rebuilds_a_results_tsv_that_disagrees_and_keeps_the_old_one(tmp_path):
+    led = Ledger(tmp_path)
+    led.append(rec(1, "improved", 1.5))
+    with open(led.results_path, "a") as fh:
+        fh.write("1234567\t1.0\t1.0\tkeep\ta row no trajectory object has\n")
+    (msg,) = led.repair()
+    assert "rebuilt" in msg
+    assert led.results_path.read_text() == RESULTS_HEADER + rec(1, "improved", 1.5).results_row()
+    (backup,) = (tmp_path / ".harness").glob("results.tsv.*.bak")
+    assert "a row no trajectory object has" in backup.read_text()
