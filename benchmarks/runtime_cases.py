@@ -213,6 +213,7 @@ _sys.exit(0)
 
 
 def cases() -> list[Case]:
+    """Every run-time case: adversarial, the known gaps (kind ``gap``), then benign ones."""
     adv, ben = "adversarial", "benign"
     return [
         Case("forged_print_without_evaluation", adv, ("missing_metric",),
