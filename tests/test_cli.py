@@ -87,7 +87,7 @@ def wait_for_phase(sandbox: Path, phase: str, timeout_s: float = 120, key: str |
     raise AssertionError(f"harness never reached phase {phase}")
 
 
-def test_second_start_is_refused_and_ctrl_c_leaves_a_clean_recorded_state(make_sandbox, tmp_path):
+def test_second_start_is_refused_and_ctrl_c_twice_leaves_a_clean_recorded_state(make_sandbox, tmp_path):
     sandbox = make_sandbox(time_budget_s=30)
     first = subprocess.Popen([sys.executable, "-m", "harness", "start", str(sandbox), "--minutes", "10"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -99,7 +99,9 @@ def test_second_start_is_refused_and_ctrl_c_leaves_a_clean_recorded_state(make_s
         status = harness("status", sandbox)
         assert f"running (pid {first.pid}" in status.stdout and "running experiment 1" in status.stdout
         time.sleep(2)
-        first.send_signal(signal.SIGINT)
+        first.send_signal(signal.SIGINT)  # the first Ctrl-C asks to stop after this experiment ...
+        time.sleep(0.5)
+        first.send_signal(signal.SIGINT)  # ... a second one aborts it
         out, err = first.communicate(timeout=60)
     finally:
         first.kill()

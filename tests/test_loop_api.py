@@ -63,7 +63,7 @@ def test_anthropic_agent_edits_architecture_repairs_a_refused_diff_and_survives_
                                                  "<<<<<<< SEARCH\nLEARNING_RATE = 0.003\n=======\nLEARNING_RATE = 0.004\n>>>>>>> REPLACE"}, "t2")),
         repaired,
     ]
-    with FakeLLMServer(script, default=anthropic_error(500)) as srv:
+    with FakeLLMServer(script, default=anthropic_error(400)) as srv:
         agent = make_agent("anthropic:claude-test", base_url=srv.url)
         cfg = load(sandbox)
         done = Session(sandbox, cfg, agent, Display(cfg.time_budget_s, cfg.hard_limit_s), Limits(max_experiments=4)).run()
@@ -76,14 +76,14 @@ def test_anthropic_agent_edits_architecture_repairs_a_refused_diff_and_survives_
     assert traj[1]["llm_calls"] == 2 and traj[1]["prompt_tokens"] == 2000 and traj[1]["completion_tokens"] == 100
     assert traj[1]["tool_calls"] == 2 and traj[2]["tool_calls"] == 4
     assert traj[2]["llm_calls"] == 3 and traj[2]["retries"] == 1 and traj[2]["description"] == "LR 3e-3 -> 4e-3"
-    assert "API error 500" in traj[3]["detail"] and traj[3]["commit"] is None
+    assert "API error 400" in traj[3]["detail"] and traj[3]["commit"] is None and not traj[3]["llm_down"]
     repo = git.Repo(sandbox)
     assert "F.gelu" in repo.git.show(traj[1]["commit"]) and "LEARNING_RATE = 4e-3" in repo.git.show(traj[2]["commit"])
     assert repo.git.status("--porcelain") == ""
     assert repo.head.commit.hexsha == [t for t in traj if t["status"] == "keep"][-1]["commit"]
     # the wire: tools and cache control on every request, the history in the next prompt, no key in a body
     bodies = [r.json for r in srv.requests]
-    assert len(srv.requests) == 6 + 5  # six scripted replies, then the SDK's first try + 4 retries of the storm
+    assert len(srv.requests) == 6 + 1  # six scripted replies, then the refused request (a 400 is not retried)
     assert all(b["system"][-1]["cache_control"] == {"type": "ephemeral"} and len(b["tools"]) == 5 for b in bodies)
     assert "#2 " in bodies[2]["messages"][0]["content"][0]["text"]
     shown, noted = bodies[4]["messages"][-1]["content"][:2]
@@ -95,13 +95,13 @@ def test_anthropic_agent_edits_architecture_repairs_a_refused_diff_and_survives_
     assert all(CANARY.encode() not in r.body for r in srv.requests)
 
 
-def test_cli_runs_an_openai_compatible_agent_and_stops_after_a_server_error_storm(make_sandbox):
+def test_cli_runs_an_openai_compatible_agent_and_stops_after_a_storm_of_refusals(make_sandbox):
     sandbox = make_sandbox()
     script = [
         openai_turn([("propose_edit", '{"description": "GELU", "diff": ')]),  # malformed JSON arguments
         lambda body: openai_turn([("propose_edit", json.dumps({"description": "GELU MLP", "diff": gelu_diff(body)}))]),
     ]
-    with FakeLLMServer(script, default=openai_error(500)) as srv:
+    with FakeLLMServer(script, default=openai_error(400)) as srv:
         env = {**os.environ, "OPENAI_API_KEY": CANARY}
         res = subprocess.run([sys.executable, "-m", "harness", "start", str(sandbox), "--max-experiments", "20",
                               "--agent", "openai:test-model", "--base-url", f"{srv.url}/v1"],
@@ -125,3 +125,29 @@ def test_cli_without_the_key_fails_at_start_naming_the_variable(make_sandbox):
                           "--agent", "anthropic:claude-sonnet-4-5"], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 1 and "set ANTHROPIC_API_KEY" in res.stderr
     assert not (sandbox / "results.tsv").exists()
+
+
+def test_an_llm_outage_is_waited_out_with_backoff_and_recorded(make_sandbox, monkeypatch):
+    import harness.loop
+
+    monkeypatch.setattr(harness.loop, "OUTAGE_BACKOFF_S", (0.2, 0.5))
+    sandbox = make_sandbox()
+    down = [openai_error(503)] * (5 * 7)  # 7 proposals fail: the SDK's first try + 4 retries each
+    script = [*down, lambda body: openai_turn([("propose_edit", json.dumps({"description": "GELU MLP",
+                                                                            "diff": gelu_diff(body)}))])]
+    waits = []
+    with FakeLLMServer(script, default=openai_error(400)) as srv:
+        agent = make_agent("openai:test-model", base_url=f"{srv.url}/v1")
+        cfg = load(sandbox)
+        display = Display(cfg.time_budget_s, cfg.hard_limit_s)
+        monkeypatch.setattr(display, "status", lambda text: waits.append(text))
+        done = Session(sandbox, cfg, agent, display, Limits(max_experiments=2)).run()
+    assert done == 2  # the outage rows do not count, and more than MAX_AGENT_FAILURES of them did not stop it
+    traj = trajectory(sandbox)
+    assert [(t["outcome"], t["llm_down"]) for t in traj] == [("improved", False)] + [("llm_error", True)] * 7 + [
+        (traj[-1]["outcome"], False)]
+    assert traj[-1]["outcome"] in ("improved", "not_improved") and "F.gelu" in git.Repo(sandbox).git.show(traj[-1]["commit"])
+    assert all("API error 503" in t["detail"] for t in traj[1:8])
+    assert [w for w in waits if w][0].startswith("LLM endpoint unavailable (1 failed try); next try at")
+    assert "(7 failed tries)" in [w for w in waits if w][-1]
+    assert git.Repo(sandbox).git.status("--porcelain") == ""
