@@ -6,6 +6,11 @@ scrubbed environment (an allowlist; nothing that looks like a key, token or secr
 with stdout and stderr sent to ``runs/<n>/run.log``. The metric comes from the JSON result file
 that ``prepare.evaluate_bpb`` writes to ``$AUTORESEARCH_RESULT_FILE``; the text the script prints
 is never read for the score (only a crash's log tail is kept for the agent and the human).
+
+The command starts through :mod:`harness.child_init`, which sets the resource limits on itself, and,
+where ``unshare`` works, inside new network, user and PID namespaces (see :func:`isolation_prefix`);
+descendants that leave the process group die with the PID namespace, or, without one, by
+:func:`sweep_marked`.
 """
 
 from __future__ import annotations
