@@ -73,7 +73,8 @@ def reconcile(sandbox: Sandbox, ledger: Ledger, runner: ExperimentRunner,
         out.messages.append("removed git lock files left by a killed git command")
     out.messages += ledger.repair()
     marker = read_marker(sandbox.path)
-    if marker is not None:
+    repo = sandbox.repo
+    if marker is not None and not repo.head.is_detached and repo.active_branch.name == sandbox.branch:
         sandbox.reset_hard("HEAD")  # our own half-applied edit, if the kill came mid-commit
     sandbox.ensure_on_branch()
     if marker is None:

@@ -88,7 +88,7 @@ def test_sigkill_at_any_instant_then_restart_keeps_the_record_complete_and_true(
         if proc.returncode == -signal.SIGKILL:
             kills += 1
         marker = read_marker(sandbox)
-        res = repair_only(sandbox, agent)
+        repair_only(sandbox, agent)
         if marker is not None:
             repaired.append((marker["phase"], bool(marker.get("record"))))
         seen = check(sandbox, seen)
