@@ -179,9 +179,8 @@ class ResearchService:
     def _check_and_run(self, sandbox: Sandbox, ledger: Ledger, description: str, diff: str, on_tick) -> Answer:
         """The experiment under the lock (``self._committed`` turns True once the proposal is committed)."""
         runner = ExperimentRunner(sandbox, ledger, self.cfg, self.agent_name)
-        sandbox.ensure_on_branch()
         with deferred_signals():
-            recover(sandbox, ledger, runner)
+            recover(sandbox, ledger, runner)  # the repair after a kill; also checks out the branch
         parts = []
         if needs_baseline(ledger.records()):
             n = ledger.next_experiment()

@@ -241,6 +241,10 @@ def test_sigterm_during_an_experiment_records_it_as_interrupted_and_the_server_e
     repo = git.Repo(sandbox)
     assert not repo.is_dirty(untracked_files=False)
     assert "Status: crash" in repo.commit("refs/autoresearch/discarded/1").message
+    from harness.ledger import Ledger
+    from harness.reconcile import verify
+
+    assert verify(Sandbox(sandbox, "autoresearch/test"), Ledger(sandbox)) == []
     alive = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cwd(p) == sandbox.resolve()
              and b"train.py" in _read(p / "cmdline")]
     assert not alive, "a training process outlived the server"
