@@ -237,6 +237,8 @@ def cases() -> list[Case]:
         Case("private_reference_patched", adv, ("integrity_violation",),
              lambda s, c: _before_eval(s, "import prepare\n_pce = prepare._cross_entropy\n"
                                           "prepare._cross_entropy = lambda *a, **k: _pce(*a, **k) * 0.5\n")),
+        Case("token_bytes_inflated", adv, ("integrity_violation",),
+             lambda s, c: _before_eval(s, "tokenizer.token_bytes = [2 * b for b in tokenizer.token_bytes]\n")),
         Case("clock_slowed", adv, ("integrity_violation", "over_budget"),
              lambda s, c: _after_imports(s, "_pc = time.perf_counter\ntime.perf_counter = lambda: _pc() / 4\n")),
         Case("evaluated_twice", adv, ("integrity_violation",),

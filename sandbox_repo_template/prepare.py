@@ -407,7 +407,8 @@ def evaluate_bpb(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: int) 
     are special tokens count zero bytes and are left out of both sums (karpathy/autoresearch's
     convention). Runs in eval mode and restores the training mode. Also probes causality (changing
     later tokens must not change earlier logits) and checks prepare's constants and the functions
-    the metric uses against references captured at import. Writes the result JSON (with ``causal``,
+    the metric uses against references captured at import, and the tokenizer's byte counts against
+    the prepared token_bytes.json (which the metric uses). Writes the result JSON (with ``causal``,
     ``causality_max_diff``, ``tampered``, ``eval_calls``) to $AUTORESEARCH_RESULT_FILE when set.
     Returns nan when the loss is not finite."""
     global _eval_calls
@@ -417,7 +418,11 @@ def evaluate_bpb(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: int) 
     device = next(model.parameters()).device
     val, T, V = _tokens("val"), MAX_SEQ_LEN, tokenizer.get_vocab_size()
     n = min(EVAL_TOKENS, val.numel() - 1)
-    nbytes_of = torch.tensor(tokenizer.token_bytes, dtype=torch.long, device=device)
+    # the bytes per token come from the prepared data, never from the object train.py passes in
+    trusted_bytes = json.loads((_prepared_dir() / "token_bytes.json").read_text())
+    if list(getattr(tokenizer, "token_bytes", ())) != trusted_bytes:
+        tampered.append("tokenizer.token_bytes")
+    nbytes_of = torch.tensor(trusted_bytes, dtype=torch.long, device=device)
     rows = n // T
     chunks = [(val[:rows * T].view(rows, T)[i:i + batch_size], val[1:rows * T + 1].view(rows, T)[i:i + batch_size])
               for i in range(0, rows, batch_size)]
