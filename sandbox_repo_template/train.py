@@ -161,7 +161,7 @@ def lr_multiplier(progress):
     if WARMUP_FRAC > 0 and progress < WARMUP_FRAC:
         return (progress + 1e-3) / WARMUP_FRAC
     if WARMDOWN_FRAC > 0 and progress > 1 - WARMDOWN_FRAC:
-        frac = min(1.0, (1 - progress) / WARMDOWN_FRAC)
+        frac = min(1.0, max(0.0, (1 - progress) / WARMDOWN_FRAC))
         return FINAL_LR_FRAC + (1 - FINAL_LR_FRAC) * frac
     return 1.0
 
