@@ -27,7 +27,6 @@ Usage: python benchmarks/rails_bench.py [--runtime] [--verbose]
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from collections import defaultdict
@@ -95,13 +94,11 @@ def _print_static(rows: list[dict], summary: dict, verbose: bool) -> None:
 
 def _runtime(progress=print) -> dict | None:
     """The run-time layer's figures from ``benchmarks/runtime_cases.py``, or None if it is absent."""
-    path = HERE / "runtime_cases.py"
-    if not path.exists():
+    if not (HERE / "runtime_cases.py").exists():
         return None
-    spec = importlib.util.spec_from_file_location("runtime_cases", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.evaluate(progress=progress)
+    from benchmarks import runtime_cases
+
+    return runtime_cases.evaluate(progress=progress)
 
 
 def main() -> None:
