@@ -147,7 +147,11 @@ class ResearchService:
 
     def _run_locked(self, description: str, diff: str, on_tick) -> Answer:
         sandbox, ledger = Sandbox(self.path, self.cfg.branch), Ledger(self.path)
-        edited = self._direct_edits(sandbox)
+        try:
+            edited = self._direct_edits(sandbox)
+        except UnicodeDecodeError as exc:
+            return Answer(f"refused: an editable file in the work tree is not UTF-8 text ({exc}); rewrite it as "
+                          "UTF-8, then call run_experiment again.", True)
         if edited and diff.strip():
             return Answer("refused: train.py has direct edits in the work tree and a diff was given too. Call "
                           "run_experiment with an empty diff to run the edited file, or undo the edits first.", True)

@@ -160,6 +160,10 @@ def test_a_dirty_tree_or_an_unknown_tool_is_refused_with_a_message(make_sandbox)
     assert service.call("propose_edit", {}).is_error
     ans = service.call("run_experiment", {"description": "x"})
     assert ans.is_error and "nothing to run" in ans.text
+    (sandbox / "train.py").write_bytes(b"\xff\xfe not utf-8")
+    ans = service.call("run_experiment", {"description": "x"})
+    assert ans.is_error and "not UTF-8" in ans.text
+    git.Repo(sandbox).git.checkout("--", "train.py")
     (sandbox / "train.py").write_text((sandbox / "train.py").read_text() + "\n# hand edit\n")
     ans = service.call("run_experiment", {"description": "x", "diff": "y"})
     assert ans.is_error and "direct edits" in ans.text and "empty diff" in ans.text
