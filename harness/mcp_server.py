@@ -6,7 +6,9 @@ Tool calls run in a worker thread so the server keeps answering (pings, other cl
 while an experiment trains; a running experiment reports its elapsed seconds as progress
 notifications when the client sent a progress token.
 
-SIGTERM or SIGINT (an agent CLI closing its servers) stops the server cleanly: an experiment in
+``harness pause``/``resume``/``stop [--now]`` act on the server as on ``harness start``: a paused
+server holds ``run_experiment`` calls, a stop answers that the run is over (``--now`` kills the run
+in flight first). SIGTERM or SIGINT (an agent CLI closing its servers) stops the server cleanly: an experiment in
 flight is killed with its whole process group and recorded as ``interrupted`` (git and ledger
 writes run to the end, since the signal only sets a flag the run checks), then the server exits.
 """
@@ -85,6 +87,7 @@ def serve(path: Path, deadline: Optional[float] = None) -> None:
     """Serve the sandbox at ``path`` on stdin/stdout until the client closes the connection or a
     SIGTERM/SIGINT arrives (see the module docstring)."""
     service = ResearchService(path, deadline)
+    service.start()
     loops: list[asyncio.AbstractEventLoop] = []  # the server's event loop once serving
 
     def exit_now() -> None:

@@ -21,6 +21,7 @@ from tools.experiments import CRASHES, log_tail
 
 from .agents.base import Proposal, Usage
 from .config import HarnessConfig, load
+from .control import Control
 from .critical import deferred_signals
 from .experiment import BASELINE, ExperimentRunner
 from .ledger import Ledger, LedgerError
@@ -85,6 +86,14 @@ class ResearchService:
         self.stopping = threading.Event()
         #: True while run_experiment holds the sandbox
         self.busy = False
+        #: ``harness pause|resume|stop`` and the flag files of :mod:`harness.control`
+        self.control = Control(self.path)
+
+    def start(self) -> None:
+        """Begin serving: clear earlier pause/stop flags (starting means run, as for ``harness
+        start``) and write the ``idle`` state, so ``harness status|pause|stop`` see this server."""
+        self.control.clear()
+        self._state("idle")
 
     def call(self, name: str, arguments: dict, on_tick: Callable[[float], None] | None = None) -> Answer:
         """Run tool ``name``; never raises for bad input (refusals come back as ``is_error``)."""
@@ -116,13 +125,14 @@ class ResearchService:
         (``patch_failed``/``syntax_error``/``rail_blocked``) and answered with every reason, as
         ``propose_edit`` gives them, and a direct edit is then left in the work tree to be fixed.
         """
-        reason = time_is_up(self.deadline, Ledger(self.path).records())
+        self._wait_while_paused()
+        reason = self._over()
         if reason:
             return Answer(f"the run is over ({reason}): no new experiment starts. Stop here; summarise what you "
                           "learned with write_notes if you like.", True)
 
         def tick(elapsed: float) -> None:
-            if self.stopping.is_set():
+            if self.stopping.is_set() or self.control.stop() == "now":
                 raise KeyboardInterrupt  # the runner kills the run; ExperimentRunner records it as interrupted
             if on_tick:
                 on_tick(elapsed)
@@ -137,8 +147,9 @@ class ResearchService:
                 finally:
                     self.busy = False
         except KeyboardInterrupt:
-            return Answer("stopped: the harness's MCP server is shutting down; the experiment in flight was killed "
-                          "and recorded as interrupted.", True)
+            why = ("the harness's MCP server is shutting down" if self.stopping.is_set() else
+                   "the human stopped the run (`harness stop --now`); it is over")
+            return Answer(f"stopped: {why}. The experiment in flight was killed and recorded as interrupted.", True)
         except AlreadyRunning as exc:
             return Answer(f"refused: only one experiment runs at a time in a sandbox. {exc} Wait until it ends "
                           "(list_experiments shows it once recorded), then call run_experiment again.", True)
@@ -170,6 +181,24 @@ class ResearchService:
                 for name, text in edited.items():  # a direct edit that did not run is given back, to be fixed
                     (self.path / name).write_text(text, encoding="utf-8")
 
+    def _over(self) -> Optional[str]:
+        """Why no experiment may start now (a stop asked with ``harness stop`` or the deadline), or None."""
+        if self.control.stop():
+            return "the human stopped it with `harness stop`"
+        return time_is_up(self.deadline, Ledger(self.path).records())
+
+    def _wait_while_paused(self) -> None:
+        """Hold a ``run_experiment`` call while ``harness pause`` is in force (``harness resume``,
+        a stop or the server's shutdown ends the wait)."""
+        shown = False
+        while self.control.paused() and not self.control.stop() and not self.stopping.is_set():
+            if not shown:
+                self._state("paused")
+                shown = True
+            time.sleep(0.25)
+        if shown:
+            self._state("idle")
+
     def _direct_edits(self, sandbox: Sandbox) -> dict[str, str]:
         """Editable files whose work-tree text differs from HEAD (name -> work-tree text)."""
         edited = {}
@@ -191,6 +220,9 @@ class ResearchService:
             self._state("running", experiment=n, description=BASELINE)
             base = runner.run(n, None, {}, time.time(), on_tick, self._on_commit(n, BASELINE))
             parts.append(f"first, the baseline ran as experiment {n}: {_summary(base.to_json(), self.path)}")
+            if self._over():
+                parts.append(f"your experiment did not run: the run is over ({self._over()}).")
+                return Answer("\n".join(parts), True)
         n, started = ledger.next_experiment(), time.time()
         files = {f: sandbox.read(f) for f in self.cfg.editable_files}
         verdict = propose_edit(files, self.cfg, description, diff=diff)

@@ -38,6 +38,8 @@ def print_status(sandbox: Path, console: Console | None = None) -> None:
         who = f"(pid {state['pid']}, agent {state.get('agent')})"
         if phase == "paused":
             console.print(f"paused {who}: `harness resume {sandbox}` continues")
+        elif phase == "idle":
+            console.print(f"serving an agent over MCP {who}: waiting for its next run_experiment")
         elif phase == "waiting_for_llm":
             console.print(f"waiting for the LLM endpoint {who}: next try in {max(0, int(state.get('retry_at', 0) - time.time()))} s")
             console.print(f"  {state.get('detail', '')}")

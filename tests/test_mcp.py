@@ -266,3 +266,66 @@ def _cwd(proc_dir: Path):
         return Path(os.readlink(proc_dir / "cwd"))
     except OSError:
         return None
+
+
+def test_harness_pause_holds_run_experiment_and_stop_ends_the_run(make_sandbox):
+    """`harness pause|resume|stop` act on an MCP session as on `harness start`."""
+    import subprocess
+    import threading
+    import time
+
+    from harness.control import request_pause, request_resume, request_stop
+    from harness.mcp_service import ResearchService
+    from harness.state import read_state
+
+    sandbox = make_sandbox()
+    service = ResearchService(sandbox)
+    request_stop(sandbox)  # left from an earlier session: starting the server clears it
+    service.start()
+    assert read_state(sandbox)["phase"] == "idle" and read_state(sandbox)["alive"]
+    status = subprocess.run([sys.executable, "-m", "harness", "status", str(sandbox)], capture_output=True, text=True)
+    assert "serving an agent over MCP" in status.stdout, status.stdout + status.stderr
+    train = Sandbox(sandbox, "autoresearch/test").read("train.py")
+    diff = make_unified_diff(train, set_knobs(train, LEARNING_RATE="1e-2"))
+
+    request_pause(sandbox)
+    answers = []
+    call = threading.Thread(target=lambda: answers.append(service.call("run_experiment", {"description": "lr", "diff": diff})))
+    call.start()
+    time.sleep(2)
+    assert not answers and read_state(sandbox)["phase"] == "paused"
+    assert not (sandbox / "results.tsv").exists()
+    assert request_resume(sandbox)
+    call.join(timeout=120)
+    assert answers and not answers[0].is_error, answers
+    assert len(results_rows(sandbox)) == 2  # baseline + lr
+
+    request_stop(sandbox)
+    over = service.call("run_experiment", {"description": "lr again", "diff": diff})
+    assert over.is_error and "the run is over" in over.text and "harness stop" in over.text
+    assert len(results_rows(sandbox)) == 2
+
+
+def test_harness_stop_now_kills_the_mcp_run_in_flight_and_records_it(make_sandbox):
+    import threading
+    import time
+
+    from harness.control import request_stop
+    from harness.mcp_service import ResearchService
+
+    sandbox = make_sandbox(time_budget_s=60)
+    service = ResearchService(sandbox)
+    service.start()
+    answers = []
+    call = threading.Thread(target=lambda: answers.append(service.call("run_experiment", {"description": "x", "diff": "y"})))
+    call.start()
+    log = sandbox / "runs" / "1" / "run.log"
+    deadline = time.time() + 60
+    while not (log.exists() and "step" in log.read_text()) and time.time() < deadline:
+        time.sleep(0.2)  # the baseline trains
+    request_stop(sandbox, now=True)
+    call.join(timeout=30)
+    assert answers and answers[0].is_error and "harness stop --now" in answers[0].text
+    traj = [json.loads(x) for x in (sandbox / "trajectory.jsonl").read_text().splitlines()]
+    assert [t["outcome"] for t in traj] == ["interrupted"]
+    assert not git.Repo(sandbox).is_dirty(untracked_files=False)
