@@ -150,3 +150,12 @@ def test_init_commits_the_agent_files_and_leaves_a_clean_tree(make_sandbox):
             ".claude/hooks/guard.py"} <= tracked
     (sandbox / ".claude" / "settings.local.json").write_text("{}")
     assert repo.git.status("--porcelain") == ""
+
+
+def test_train_py_reached_through_a_symlinked_sandbox_path_may_be_edited(agent_dir, tmp_path):
+    link = tmp_path / "link-to-sandbox"
+    link.symlink_to(agent_dir)
+    res = run_hook(agent_dir, "Edit", {"file_path": str(link / "train.py"), "old_string": "a", "new_string": "b"})
+    assert res.returncode == 0 and res.stderr == ""
+    res = run_hook(agent_dir, "Edit", {"file_path": str(link / "prepare.py"), "old_string": "a", "new_string": "b"})
+    assert res.returncode == 2

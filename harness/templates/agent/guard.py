@@ -70,7 +70,7 @@ def check(event: dict, editable: tuple[str, ...] = ("train.py",)) -> str | None:
 
 def check_edit(file_path: str, cwd: str, editable: tuple[str, ...]) -> str | None:
     """Let an edit tool write an editable file of the sandbox while no experiment runs."""
-    target = Path(os.path.normpath(os.path.join(cwd, os.path.expanduser(file_path))))
+    target = Path(os.path.realpath(os.path.join(cwd, os.path.expanduser(file_path))))  # symlinks resolved, as SANDBOX
     try:
         rel = target.relative_to(SANDBOX).as_posix()
     except ValueError:
