@@ -120,8 +120,9 @@ class ResearchService:
 
         An empty ``diff`` means the edits of the editable files in the work tree (made with the
         agent CLI's own edit tools): they are taken as the proposal, and the tree goes back to
-        HEAD before the commit. Refused with a clear message when the deadline has passed, another
-        experiment holds the sandbox, or there is nothing to run; an invalid edit is recorded
+        HEAD before the commit. Waits while ``harness pause`` is in force. Refused with a clear
+        message when the deadline has passed or ``harness stop`` was asked, another experiment
+        holds the sandbox, or there is nothing to run; an invalid edit is recorded
         (``patch_failed``/``syntax_error``/``rail_blocked``) and answered with every reason, as
         ``propose_edit`` gives them, and a direct edit is then left in the work tree to be fixed.
         """
