@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from .patch import PatchError, make_unified_diff
+from .patch import PatchError, closest_region, make_unified_diff
 
 _SEARCH, _SPLIT, _REPLACE = re.compile(r"^<{5,9} ?SEARCH\s*$"), re.compile(r"^={5,9}\s*$"), re.compile(r"^>{5,9} ?REPLACE\s*$")
 _FENCED = re.compile(r"^(```|~~~)[^\n]*\n(.*?)^\1\s*$", re.S | re.M)
@@ -118,15 +118,7 @@ def _refuse(k: int, path: str, lines: list[str], want: list[str], hits: list[int
         where = ", ".join(str(i + 1) for i in hits[:6])
         raise PatchError("does_not_apply", f"SEARCH block {k} matches {len(hits)} places in {path} (lines {where})",
                          "add neighbouring lines to the SEARCH text so it matches exactly one place")
-    wanted = {line.strip() for line in want if line.strip()}
-    size = max(len(want), 1)
-    scores = [sum(1 for line in lines[i:i + size] if line.strip() in wanted) for i in range(len(lines))]
-    best = max(range(len(lines)), key=lambda i: scores[i], default=0)
-    first, last = max(best - 1, 0), min(best + size + 1, len(lines))
-    region = "\n".join(f"{i + 1:>5} | {lines[i]}" for i in range(first, last))
-    present = {line.strip() for line in lines}
-    missing = next((line for line in want if line.strip() and line.strip() not in present), None)
+    region, missing = closest_region(path, lines, want)
     detail = f"\nthis SEARCH line is not in {path}: {missing.strip()!r}" if missing else ""
-    raise PatchError("does_not_apply", f"SEARCH block {k} does not match {path}.{detail}\n"
-                     f"closest region of {path} (lines {first + 1}-{last}):\n{region}",
+    raise PatchError("does_not_apply", f"SEARCH block {k} does not match {path}.{detail}\n{region}",
                      f"copy the SEARCH lines exactly from the current {path}")

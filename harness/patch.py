@@ -270,22 +270,37 @@ def _locate(path: str, lines: list[str], old: list[str], hunk, floor: int) -> in
 def _refuse(path: str, lines: list[str], old: list[str], hunk, why: str, floor: int) -> NoReturn:
     """Raise ``does_not_apply`` with the hunk header and the closest region of the file."""
     header = f"@@ -{hunk.source_start},{hunk.source_length} +{hunk.target_start},{hunk.target_length} @@"
-    wanted = {line.strip() for line in old if line.strip()}
-    size = max(len(old), 1)
-    scores = [sum(1 for line in lines[i : i + size] if line.strip() in wanted) for i in range(len(lines))]
-    best = max(range(len(lines)), key=lambda i: (scores[i], -abs(i - hunk.source_start + 1)), default=0)
-    if scores and scores[best] == 0:
-        best = min(max(hunk.source_start - 1, 0), max(len(lines) - 1, 0))
-    first, last = max(best - 1, 0), min(best + size + 1, len(lines))
-    region = "\n".join(f"{i + 1:>5} | {lines[i]}" for i in range(first, last))
-    present = {line.strip() for line in lines}
-    missing = next((line for line in old if line.strip() and line.strip() not in present), None)
+    region, missing = closest_region(path, lines, old, near=hunk.source_start - 1)
     detail = f"\nthis line of the hunk is not in {path}: {missing.strip()!r}" if missing else ""
     after = f" (searched after line {floor}, where the previous hunk ends)" if floor else ""
     raise PatchError(
         "does_not_apply",
-        f"hunk {header} does not apply to {path}: {why}{after}.{detail}\n"
-        f"closest region of {path} (lines {first + 1}-{last}):\n{region}",
+        f"hunk {header} does not apply to {path}: {why}{after}.{detail}\n{region}",
         f"copy the context and removed lines exactly from the current {path}, with enough context "
         "to match one place, or send a fresh diff",
     )
+
+
+def closest_region(path: str, lines: list[str], old: list[str], near: int | None = None) -> tuple[str, str | None]:
+    """Where ``old`` (lines that do not match) comes closest in ``lines``, for a refusal message.
+
+    Returns ``(region, missing)``: ``region`` is "closest region of PATH (lines a-b):" followed by
+    the numbered window of ``len(old)`` lines (plus one either side) holding most of ``old``'s
+    stripped lines; ``missing`` is the first line of ``old`` that is nowhere in the file (None
+    when each is somewhere). Ties go to the window nearest the 0-based line ``near`` when given
+    (and with no line in common the window is at ``near``), else to the first.
+    """
+    wanted = {line.strip() for line in old if line.strip()}
+    size = max(len(old), 1)
+    scores = [sum(1 for line in lines[i : i + size] if line.strip() in wanted) for i in range(len(lines))]
+    if near is None:
+        best = max(range(len(lines)), key=lambda i: scores[i], default=0)
+    else:
+        best = max(range(len(lines)), key=lambda i: (scores[i], -abs(i - near)), default=0)
+        if scores and scores[best] == 0:
+            best = min(max(near, 0), max(len(lines) - 1, 0))
+    first, last = max(best - 1, 0), min(best + size + 1, len(lines))
+    region = "\n".join(f"{i + 1:>5} | {lines[i]}" for i in range(first, last))
+    present = {line.strip() for line in lines}
+    missing = next((line for line in old if line.strip() and line.strip() not in present), None)
+    return f"closest region of {path} (lines {first + 1}-{last}):\n{region}", missing
