@@ -62,7 +62,6 @@ TORCH_FORBIDDEN = ("torch.hub", "torch.utils.cpp_extension", "torch.multiprocess
 NUMPY_FORBIDDEN = tuple(f"numpy.{n}" for n in (
     "save", "savez", "savez_compressed", "savetxt", "fromfile", "loadtxt", "genfromtxt", "memmap", "fromregex",
     "DataSource", "lib", "f2py", "ctypeslib", "distutils", "testing", "tofile", "load"))
-TORCH_UTILS_ALLOWED = ("torch.utils.checkpoint", "torch.utils.data", "torch.utils.flop_counter")
 #: methods that write files whatever object they are called on
 WRITING_METHODS = frozenset(("save", "tofile", "dump", "to_csv", "savefig", "write_text", "write_bytes",
                              "export_chrome_trace", "from_file"))
