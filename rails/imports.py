@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 
 from rails.base import AstRail, Context, Violation
+from rails.names import matches
 
 #: top-level modules train.py may import when harness.toml names no allowlist
 DEFAULT_ALLOWED = (
@@ -42,10 +43,9 @@ TORCH_UTILS_ALLOWED = ("torch.utils.checkpoint", "torch.utils.data", "torch.util
 def denied_module(name: str) -> bool:
     """True when the dotted ``name`` lies in a denied submodule of an allowed package
     (`DENIED_SUBMODULES`, or ``torch.utils.X`` outside `TORCH_UTILS_ALLOWED`)."""
-    if any(name == d or name.startswith(d + ".") for d in DENIED_SUBMODULES):
+    if matches(name, DENIED_SUBMODULES):
         return True
-    return name.startswith("torch.utils.") and not any(
-        name == a or name.startswith(a + ".") for a in TORCH_UTILS_ALLOWED)
+    return name.startswith("torch.utils.") and not matches(name, TORCH_UTILS_ALLOWED)
 PREPARE_INTERFACE = ("MAX_SEQ_LEN", "TIME_BUDGET", "EVAL_TOKENS", "VOCAB_SIZE", "Tokenizer",
                      "make_dataloader", "evaluate_bpb")
 

@@ -124,7 +124,7 @@ class SystemAccessRail(AstRail):
         if top == "os" and not matches(name, OS_ALLOWED):
             return [self.violation(node, f"use of {name}", "experiments may not touch processes, files or "
                                    "the environment; remove it")]
-        if name == "os.environ" or name.startswith("os.environ."):
+        if matches(name, ("os.environ",)):
             return [self.violation(node, "reading os.environ", "the environment is off limits; put settings in "
                                    "train.py's constants")]
         if top == "sys":
