@@ -89,7 +89,7 @@ class ApiAgent:
             self.spent_usd += cost_usd(self.model, usage.prompt_tokens, usage.completion_tokens) or 0.0
 
     def _propose(self, context: Context, usage: Usage) -> Proposal:
-        from tools import ALL_TOOLS
+        from tools import ALL_TOOLS, ToolResult
 
         from .edit_format import choose_format
         from .prompt import stable_prefix, task_message
@@ -107,9 +107,9 @@ class ApiAgent:
             for call in turn.calls:
                 calls += 1
                 if box.proposal is not None:
-                    result = _skipped()
+                    result = ToolResult("not run: a proposal was already accepted in this turn", True)
                 elif call.error:
-                    result = _error(f"{call.error}. Call {call.name} again with a valid JSON object.")
+                    result = ToolResult(f"{call.error}. Call {call.name} again with a valid JSON object.", True)
                 else:
                     result = box.call(call.name, call.arguments)
                 if call.name == "propose_edit" and result.is_error:
@@ -175,18 +175,6 @@ def _toolbox(context: Context):
             pass
     return Toolbox(sandbox, cfg, dict(context.files), list(context.history), program=context.program,
                    notes=None, experiment=context.experiment)
-
-
-def _error(text: str):
-    from tools import ToolResult
-
-    return ToolResult(text, True)
-
-
-def _skipped():
-    from tools import ToolResult
-
-    return ToolResult("not run: a proposal was already accepted in this turn", True)
 
 
 # --- construction from an --agent spec --------------------------------------------------------
