@@ -132,15 +132,14 @@ def kill_orphan_runs(sandbox: Path) -> int:
     """SIGKILL the process groups of training runs of ``sandbox`` still alive (a killed harness
     leaves its child running: it has its own session). Found by the result-file variable in their
     environment (Linux ``/proc``; elsewhere nothing is found). Returns how many were killed."""
-    from .runner import RESULT_ENV
+    from .runner import RESULT_ENV, pids_with_env
 
     needle = f"{RESULT_ENV}={Path(sandbox).resolve() / 'runs'}{os.sep}".encode()
     groups = set()
-    for entry in Path("/proc").glob("[0-9]*") if Path("/proc/self").exists() else ():
+    for pid in pids_with_env(needle):
         try:
-            if needle in (entry / "environ").read_bytes() and int(entry.name) != os.getpid():
-                groups.add(os.getpgid(int(entry.name)))
-        except (OSError, ValueError):
+            groups.add(os.getpgid(pid))
+        except OSError:
             continue
     for pgid in groups:
         try:

@@ -117,23 +117,34 @@ def default_memory_limit_bytes() -> int | None:
     return max(2 << 30, total * 3 // 4)
 
 
+def pids_with_env(needle: bytes, uid: int | None = None) -> list[int]:
+    """Pids of the processes (this one excepted; of user ``uid`` when given) whose initial
+    environment contains ``needle`` (Linux ``/proc``; elsewhere none)."""
+    found, me = [], os.getpid()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            pid = int(entry.name)
+            if pid != me and (uid is None or entry.stat().st_uid == uid) and needle in (entry / "environ").read_bytes():
+                found.append(pid)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def sweep_marked(marker: str) -> int:
     """SIGKILL every process of this user whose initial environment carries ``MARKER_ENV=marker``
     (Linux ``/proc``; elsewhere a no-op). Catches descendants that left the process group when no
     PID namespace holds them; a process that exec'd itself with a cleared environment escapes it.
     Returns the number of processes signalled."""
     needle = f"{MARKER_ENV}={marker}".encode() + b"\0"
-    killed, me, uid = 0, os.getpid(), os.getuid()
+    killed, uid = 0, os.getuid()
     for _ in range(5):  # again, for what a fork bomb started meanwhile
         found = 0
-        for entry in Path("/proc").glob("[0-9]*"):
+        for pid in pids_with_env(needle, uid):
             try:
-                pid = int(entry.name)
-                if pid == me or entry.stat().st_uid != uid or needle not in (entry / "environ").read_bytes():
-                    continue
                 os.kill(pid, signal.SIGKILL)
                 found += 1
-            except (OSError, ValueError):
+            except OSError:
                 continue
         killed += found
         if not found:
