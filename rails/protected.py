@@ -38,7 +38,7 @@ PATCHABLE_MODULES = ("prepare", "time", "math", "torch", "builtins", "os", "sys"
 #: settings objects that are meant to be written (TF32, compiler flags)
 CONFIG_WRITES = ("torch.backends", "torch._dynamo.config", "torch._inductor.config")
 REGISTRIES = ("torch.library", "torch._C", "torch._library")
-_REGISTRY_LAST = frozenset(("library", "_C", "_library"))
+_REGISTRY_LAST = frozenset(name.rsplit(".", 1)[1] for name in REGISTRIES)
 BUILTIN_NAMES = frozenset(n for n in dir(builtins) if not n.startswith("_"))
 
 
