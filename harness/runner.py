@@ -54,7 +54,6 @@ ISOLATION_PREFIXES = (
     ("unshare", "--net", "--map-root-user", "--pid", "--fork", "--kill-child"),
     ("unshare", "--net", "--map-root-user"),
 )
-NETNS_PREFIX = ISOLATION_PREFIXES[-1]
 MARKER_ENV = "AUTORESEARCH_RUN_MARKER"
 _SHIM = Path(__file__).with_name("child_init.py")
 _isolation: tuple | None = None
@@ -85,12 +84,6 @@ def network_isolation_available() -> bool:
     """True when the child runs in a new network namespace (Linux with user namespaces): no
     interface but a downed loopback, so it cannot reach any network."""
     return bool(isolation_prefix())
-
-
-def pid_namespace_available() -> bool:
-    """True when the child runs as process 1 of a new PID namespace: when it exits, the kernel
-    kills every process left in it, including daemons that left the process group (``setsid``)."""
-    return "--pid" in isolation_prefix()
 
 
 def _gpu_present() -> bool:
