@@ -92,7 +92,8 @@ class ResourcesRail(AstRail):
                 dims = args[1:2] if len(args) > 1 else args[:1]
             size = 1
             for d in dims:
-                size *= max(0, _fold(d, env)) if _fold(d, env) != -1 else 1
+                n = _fold(d, env)
+                size *= 1 if n == -1 else max(0, n)
             if size > MAX_ELEMENTS:
                 return [self.violation(call, f"{name or call.func.attr}() of more than 2**33 elements",
                                        "size tensors for the GPU's memory; shrink the dimensions")]
