@@ -71,10 +71,9 @@ class Toolbox:
                               f"required: {schema.get('required', [])}", True)
 
     def _dispatch(self, name: str, args: dict) -> ToolResult:
-        extra = {"program.md": self.program, "notes.md": self.notes}
         if name == "read_file":
-            return ToolResult(read_file(self.sandbox, args["path"], self.files,
-                                        {k: v for k, v in extra.items() if v is not None}))
+            extra = {k: v for k, v in (("program.md", self.program), ("notes.md", self.notes)) if v is not None}
+            return ToolResult(read_file(self.sandbox, args["path"], self.files, extra))
         if name == "list_experiments":
             return ToolResult(list_experiments(self.history, args.get("last_n", 20)))
         if name == "show_experiment":
@@ -88,7 +87,7 @@ class Toolbox:
             if unknown:
                 raise ToolError(f"propose_edit has no argument(s) {', '.join(sorted(unknown))}; use description "
                                 "and one of diff, search_replace, whole_file")
-            verdict = propose_edit(self.files, self.cfg, **{k: v for k, v in args.items()})
+            verdict = propose_edit(self.files, self.cfg, **args)
             if verdict.proposal is None:
                 self.refusals += 1
                 return ToolResult(verdict.message, True)
