@@ -159,8 +159,9 @@ class ResearchService:
 
     def _run_locked(self, description: str, diff: str, on_tick) -> Answer:
         sandbox, ledger = Sandbox(self.path, self.cfg.branch), Ledger(self.path)
+        head = {name: sandbox.read(name) for name in self.cfg.editable_files}
         try:
-            edited = self._direct_edits(sandbox)
+            edited = self._direct_edits(head)
         except UnicodeDecodeError as exc:
             return Answer(f"refused: an editable file in the work tree is not UTF-8 text ({exc}); rewrite it as "
                           "UTF-8, then call run_experiment again.", True)
@@ -171,9 +172,9 @@ class ResearchService:
             if not edited:
                 return Answer("nothing to run: the diff is empty and train.py has no direct edits. Edit train.py "
                               "(or pass a unified diff), then call run_experiment.", True)
-            diff = "".join(make_unified_diff(sandbox.read(f), text, f) for f, text in edited.items())
+            diff = "".join(make_unified_diff(head[f], text, f) for f, text in edited.items())
             for name in edited:  # the tree goes back to HEAD; the harness commits the checked edit itself
-                (self.path / name).write_text(sandbox.read(name), encoding="utf-8")
+                (self.path / name).write_text(head[name], encoding="utf-8")
         self._committed = False
         try:
             return self._check_and_run(sandbox, ledger, description, diff, on_tick)
@@ -200,13 +201,14 @@ class ResearchService:
         if shown:
             self._state("idle")
 
-    def _direct_edits(self, sandbox: Sandbox) -> dict[str, str]:
-        """Editable files whose work-tree text differs from HEAD (name -> work-tree text)."""
+    def _direct_edits(self, head: dict[str, str]) -> dict[str, str]:
+        """Editable files whose work-tree text differs from their ``head`` text (name -> work-tree
+        text). Raises UnicodeDecodeError for a file that is not UTF-8."""
         edited = {}
-        for name in self.cfg.editable_files:
+        for name, committed in head.items():
             path = self.path / name
             text = path.read_text(encoding="utf-8") if path.exists() else ""
-            if text != sandbox.read(name):
+            if text != committed:
                 edited[name] = text
         return edited
 
@@ -221,8 +223,9 @@ class ResearchService:
             self._state("running", experiment=n, description=BASELINE)
             base = runner.run(n, None, {}, time.time(), on_tick, self._on_commit(n, BASELINE))
             parts.append(f"first, the baseline ran as experiment {n}: {_summary(base.to_json(), self.path)}")
-            if self._over():
-                parts.append(f"your experiment did not run: the run is over ({self._over()}).")
+            reason = self._over()
+            if reason:
+                parts.append(f"your experiment did not run: the run is over ({reason}).")
                 return Answer("\n".join(parts), True)
         n, started = ledger.next_experiment(), time.time()
         files = {f: sandbox.read(f) for f in self.cfg.editable_files}
