@@ -73,10 +73,10 @@ def older_summary(older: list[dict], budget: int = OLDER_CHARS) -> list[str]:
             line = experiment_line(rec, width)
             if used + len(line) + 1 > budget:
                 break
-            chosen.append(rec)
+            chosen.append((rec["experiment"], line))
             used += len(line) + 1
-    shown = sorted(chosen, key=lambda r: r["experiment"])
-    lines += [experiment_line(r, 60 if r.get("status") == "keep" else 40) for r in shown]
+    shown = sorted(chosen)
+    lines += [line for _, line in shown]
     if len(shown) < len(older):
         lines.append(f"({len(older) - len(shown)} more not shown: list_experiments and show_experiment have them all)")
     return lines
