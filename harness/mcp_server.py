@@ -8,9 +8,10 @@ notifications when the client sent a progress token.
 
 ``harness pause``/``resume``/``stop [--now]`` act on the server as on ``harness start``: a paused
 server holds ``run_experiment`` calls, a stop answers that the run is over (``--now`` kills the run
-in flight first). SIGTERM or SIGINT (an agent CLI closing its servers) stops the server cleanly: an experiment in
-flight is killed with its whole process group and recorded as ``interrupted`` (git and ledger
-writes run to the end, since the signal only sets a flag the run checks), then the server exits.
+in flight first). SIGTERM or SIGINT (an agent CLI closing its servers) stops the server cleanly:
+an experiment in flight is killed with its whole process group and recorded as ``interrupted``
+(git and ledger writes run to the end, since the signal only sets a flag the run checks), then
+the server exits.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
+from .agent_files import SERVER as SERVER_NAME  # the name .mcp.json and .codex/config.toml register
 from .mcp_service import ResearchService, tool_schemas
 
-SERVER_NAME = "autoresearch"
 #: seconds between two progress notifications of a running experiment
 PROGRESS_EVERY_S = 2.0
 
-INSTRUCTIONS = ("Autonomous ML research on train.py: read program_mcp.md (or program.md with read_file), then run every experiment "
-                "through run_experiment (edit train.py, or pass a unified diff of it); the harness commits, trains, "
+INSTRUCTIONS = ("Autonomous ML research on train.py: read program_mcp.md (or program.md with read_file), then run "
+                "every experiment through run_experiment (edit train.py, or pass a unified diff of it); the harness commits, trains, "
                 "scores, keeps or discards, and records. Never edit other files, run train.py or use git to commit "
                 "or reset yourself.")
 
