@@ -237,16 +237,25 @@ class Ledger:
 
     def next_experiment(self) -> int:
         """The number of the next experiment (1 for a new sandbox)."""
-        recs = self.records()
-        return (max(r["experiment"] for r in recs) + 1) if recs else 1
+        return next_number(self.records())
 
     def best(self) -> tuple[Optional[float], Optional[str]]:
         """(best kept val_bpb, its commit) so far, or (None, None)."""
-        kept = [r for r in self.records() if r["status"] == "keep" and r.get("val_bpb") is not None]
-        if not kept:
-            return None, None
-        top = min(kept, key=lambda r: r["val_bpb"])
-        return top["val_bpb"], top["commit"]
+        return best_kept(self.records())
+
+
+def next_number(records: list[dict]) -> int:
+    """The number of the experiment after trajectory objects ``records`` (1 for none)."""
+    return (max(r["experiment"] for r in records) + 1) if records else 1
+
+
+def best_kept(records: list[dict]) -> tuple[Optional[float], Optional[str]]:
+    """(best kept val_bpb, its commit) among trajectory objects ``records``, or (None, None)."""
+    kept = [r for r in records if r["status"] == "keep" and r.get("val_bpb") is not None]
+    if not kept:
+        return None, None
+    top = min(kept, key=lambda r: r["val_bpb"])
+    return top["val_bpb"], top["commit"]
 
 
 def _cut_torn_tail(path: Path) -> bool:

@@ -23,7 +23,7 @@ from .config import HarnessConfig
 from .control import Control
 from .critical import deferred_signals
 from .experiment import BASELINE, ExperimentRunner, check_proposal
-from .ledger import ExperimentRecord, Ledger, LedgerError
+from .ledger import ExperimentRecord, Ledger, LedgerError, best_kept, next_number
 from .reconcile import reconcile
 from .sandbox import Sandbox
 from .state import SessionLock, write_state
@@ -162,17 +162,18 @@ class Session:
             LedgerError: less than :data:`MIN_FREE_BYTES` free on the sandbox's disk (nothing is
                 written), or a row could not be written.
         """
-        n = self.ledger.next_experiment()
+        records = self.ledger.records()  # nothing writes the ledger before the proposal is recorded
+        n = next_number(records)
         self._check_disk(n)
         started = time.time()
         files = {f: self.sandbox.read(f) for f in self.cfg.editable_files}
-        if self._needs_baseline():
+        if needs_baseline(records):
             self._run(n, None, {}, started)
             return
         self._begin(n, "asking the agent for a proposal", "proposing")
-        best, _ = self.ledger.best()
+        best, _ = best_kept(records)
         context = Context(experiment=n, program=read_text(self.path / "program.md"), files=files,
-                          history=self.ledger.records(), best_val_bpb=best,
+                          history=records, best_val_bpb=best,
                           notes=read_text(self.path / "notes.md"), sandbox=self.path)
         try:
             proposal = self.agent.propose(context)
@@ -225,9 +226,6 @@ class Session:
                 break
             count += 1
         return count
-
-    def _needs_baseline(self) -> bool:
-        return needs_baseline(self.ledger.records())
 
     def _check_disk(self, n: int) -> None:
         free = shutil.disk_usage(self.path).free
