@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .control import Control
 from .ledger import RESULTS_NAME, Ledger
-from .state import read_state
+from .state import is_running, read_state
 
 STATUS_STYLE = {"keep": "green", "discard": "yellow", "crash": "red"}
 
@@ -33,7 +33,7 @@ def print_status(sandbox: Path, console: Console | None = None) -> None:
         raise SystemExit(1)
     state = read_state(sandbox)
     records = Ledger(sandbox).records()
-    if state.get("alive") and state.get("phase") != "finished":
+    if is_running(state):
         phase = state.get("phase")
         who = f"(pid {state['pid']}, agent {state.get('agent')})"
         if phase == "paused":
@@ -51,8 +51,9 @@ def print_status(sandbox: Path, console: Console | None = None) -> None:
             if state.get("description"):
                 console.print(f"  {state['description']}")
         asked = Control(sandbox)
-        if asked.stop():
-            console.print("  stop requested: " + ("aborting the run in flight" if asked.stop() == "now"
+        stop = asked.stop()
+        if stop:
+            console.print("  stop requested: " + ("aborting the run in flight" if stop == "now"
                                                   else "exits after the current experiment"))
         elif asked.paused() and phase != "paused":
             console.print("  pause requested: pauses after the current experiment")
