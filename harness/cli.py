@@ -155,10 +155,9 @@ def stop(directory: Path, now: bool):
 
 
 def _running_or_fail(directory: Path) -> None:
-    from .state import read_state
+    from .state import is_running, read_state
 
-    state = read_state(directory)
-    if not state.get("alive") or state.get("phase") == "finished":
+    if not is_running(read_state(directory)):
         _fail(f"no harness is running in {directory}.")
 
 

@@ -45,6 +45,11 @@ def read_state(sandbox: Path) -> dict:
     return state
 
 
+def is_running(state: dict) -> bool:
+    """True when ``state`` (from :func:`read_state`) is of a live harness that has not finished."""
+    return bool(state.get("alive")) and state.get("phase") != "finished"
+
+
 def pid_alive(pid) -> bool:
     """True when a process with this pid exists."""
     if not isinstance(pid, int) or pid <= 0:
