@@ -27,6 +27,7 @@ from harness.ledger import Ledger, LedgerError
 from harness.loop import Limits, Session
 from harness.reconcile import verify
 from harness.sandbox import Sandbox
+from harness.state import read_state
 
 from .quick_sandbox import quick_sandbox, start  # noqa: F401 (fixture)
 from .test_cli import wait_for_phase
@@ -62,8 +63,7 @@ def wait_until(predicate, timeout_s: float = 60) -> None:
 
 
 def running_with_commit(sandbox: Path, n: int) -> dict:
-    wait_until(lambda: (json.loads((sandbox / ".harness" / "state.json").read_text() or "{}")
-                        if (sandbox / ".harness" / "state.json").exists() else {}).get("experiment") == n)
+    wait_until(lambda: read_state(sandbox).get("experiment") == n)
     return wait_for_phase(sandbox, "running", key="commit")
 
 
