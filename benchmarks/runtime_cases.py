@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -291,24 +292,6 @@ def _auto_memory_limit() -> bool:
 
 
 @contextmanager
-def _env(**values: str | None):
-    old = {k: os.environ.get(k) for k in values}
-    for k, v in values.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@contextmanager
 def _listener(ctx: Ctx):
     """A TCP listener on 127.0.0.1 (host network namespace) that records accepted connections."""
     srv = socket.socket()
@@ -392,7 +375,7 @@ def run_case(case: Case, work: Path, corpus: Path, cache: Path) -> dict:
         own_cache = work / f"{case.name}-cache"
         shutil.copytree(cache, own_cache)
     secrets = {k: CANARY for k in CANARY_ENV}
-    with _env(AUTORESEARCH_CACHE=str(own_cache or cache), **secrets), _listener(ctx):
+    with mock.patch.dict(os.environ, AUTORESEARCH_CACHE=str(own_cache or cache), **secrets), _listener(ctx):
         sb = make_sandbox(work / case.name, corpus, lambda s: case.edit(s, ctx))
         ctx.sandbox = sb.path
         before = fingerprint(sb.path)
