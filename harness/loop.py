@@ -46,16 +46,6 @@ class Limits:
     max_experiments: Optional[int] = None
 
 
-def recover(sandbox: Sandbox, ledger: Ledger, runner: ExperimentRunner) -> Optional[int]:
-    """Repair the state a killed harness left (:func:`harness.reconcile.reconcile`, an interrupted
-    experiment recorded as ``interrupted``); returns that experiment's number, or None.
-
-    Call it holding the sandbox lock, before :meth:`Sandbox.ensure_on_branch` (a kill mid-commit
-    leaves a half-written tracked file, which this resets).
-    """
-    return reconcile(sandbox, ledger, runner).interrupted
-
-
 def needs_baseline(records: list[dict]) -> bool:
     """True until an unmodified baseline has run to the end (an interrupted or preempted one does
     not count).

@@ -3,8 +3,8 @@
 
 ``run_experiment`` is the built-in loop's step with the proposal coming from an external agent:
 the same validation (:func:`tools.propose_edit`), the same :class:`harness.experiment.ExperimentRunner`
-(commit, time box, decide, record), the same baseline rule (:func:`harness.loop.needs_baseline`)
-and the same sandbox lock (:class:`harness.state.SessionLock`), so one experiment at a time runs
+(commit, time box, decide, record), the same baseline rule (:func:`harness.loop.needs_baseline`),
+the same repair after a kill (:func:`harness.reconcile.reconcile`) and the same sandbox lock (:class:`harness.state.SessionLock`), so one experiment at a time runs
 per sandbox whether the other party is a second MCP client or a ``harness start``.
 """
 
@@ -25,8 +25,9 @@ from .control import Control
 from .critical import deferred_signals
 from .experiment import BASELINE, ExperimentRunner
 from .ledger import Ledger, LedgerError
-from .loop import needs_baseline, recover, time_is_up
+from .loop import needs_baseline, time_is_up
 from .patch import make_unified_diff
+from .reconcile import reconcile
 from .sandbox import Sandbox, SandboxError
 from .state import AlreadyRunning, SessionLock, write_state
 
@@ -216,7 +217,7 @@ class ResearchService:
         """The experiment under the lock (``self._committed`` turns True once the proposal is committed)."""
         runner = ExperimentRunner(sandbox, ledger, self.cfg, self.agent_name)
         with deferred_signals():
-            recover(sandbox, ledger, runner)  # the repair after a kill; also checks out the branch
+            reconcile(sandbox, ledger, runner)  # the repair after a kill; also checks out the branch
         parts = []
         if needs_baseline(ledger.records()):
             n = ledger.next_experiment()
