@@ -51,7 +51,7 @@ def main() -> None:
 
     def harness_once(n: int) -> float:
         t0 = time.perf_counter()
-        rec = runner.run(n, None, {}, time.time())
+        rec = runner.run(n, None, {}, time.time())[0]
         elapsed = time.perf_counter() - t0
         assert rec.outcome in ("improved", "not_improved"), rec
         sandbox.reset_hard(commit_c)  # every harness run starts from commit C

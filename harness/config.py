@@ -7,8 +7,10 @@ the file from :func:`render`; the human may edit it afterwards.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from .decisions import POLICIES, PolicySettings
 
 CONFIG_NAME = "harness.toml"
 
@@ -34,7 +36,9 @@ class HarnessConfig:
         over_budget_tolerance_s: trained seconds beyond the budget tolerated before a run is
             ``over_budget``.
         agent: agent spec used when ``harness start`` gets no ``--agent``.
-        keep_policy: ``"greedy"`` (keep when val_bpb beats the best so far, Karpathy's rule).
+        policy: ``[policy]``, the keep policy and its settings (:class:`harness.decisions.PolicySettings`):
+            ``noise`` (default: confirmation runs, keep only beyond the measured noise) or
+            ``greedy`` (keep when val_bpb beats the best so far, Karpathy's rule).
         allowed_imports: ``[rails] allowed_imports``: the complete import allowlist of the rails,
             or ``None`` for their default one.
         allowed_imports_extra: ``[rails] allowed_imports_extra``: modules allowed on top of it
@@ -50,7 +54,7 @@ class HarnessConfig:
     allowance_s: float = 120.0
     over_budget_tolerance_s: float = 10.0
     agent: str = "local"
-    keep_policy: str = "greedy"
+    policy: PolicySettings = field(default_factory=PolicySettings)
     allowed_imports: tuple[str, ...] | None = None
     allowed_imports_extra: tuple[str, ...] = ()
     protected_names: tuple[str, ...] | None = None
@@ -80,6 +84,7 @@ def render(cfg: HarnessConfig) -> str:
     files = ", ".join(f'"{f}"' for f in cfg.editable_files)
     extra = ", ".join(f'"{m}"' for m in cfg.allowed_imports_extra)
     command = ", ".join(f'"{c}"' for c in cfg.command)
+    p = cfg.policy
     return f"""# autoresearch-harness settings for this sandbox (see the README).
 
 [sandbox]
@@ -95,8 +100,14 @@ over_budget_tolerance_s = {cfg.over_budget_tolerance_s:g}   # trained seconds pa
 [agent]
 spec = "{cfg.agent}"                 # local | scripted:FILE | anthropic:MODEL | openai:MODEL (see the README)
 
-[policy]
-keep = "{cfg.keep_policy}"                # keep when val_bpb beats the best so far
+[policy]   # how a change is kept (README "How a decision is made")
+keep = "{p.keep}"                 # noise: confirm and keep only beyond the measured noise; greedy: any lower val_bpb
+baseline_runs = {p.baseline_runs}              # runs of the unmodified baseline before the first proposal (measure the noise)
+confirm_runs = {p.confirm_runs}               # extra runs (other seeds) of a promising candidate before it is kept
+z_promising = {p.z_promising:g}              # a first run this many noise units better than the best gets confirmation runs
+alpha = {p.alpha:g}                  # keep when a one-sided t-test of the mean against the best's gives p < alpha
+remeasure_every = {p.remeasure_every}           # re-measure the best after this many experiments (drift); 0: never
+throughput_drift = {p.throughput_drift:g}        # ... and when tokens/s of a repeated file moved by more than this share
 
 [rails]
 allowed_imports_extra = [{extra}]   # modules train.py may import beyond the default allowlist, e.g. "kernels"
@@ -136,15 +147,19 @@ def load(sandbox: Path) -> HarnessConfig:
             allowance_s=float(run.get("allowance_s", 120.0)),
             over_budget_tolerance_s=float(run.get("over_budget_tolerance_s", 10.0)),
             agent=str(agent.get("spec", "local")),
-            keep_policy=str(policy.get("keep", "greedy")),
+            policy=_policy(policy),
             allowed_imports=_names(rails, "allowed_imports"),
             allowed_imports_extra=_names(rails, "allowed_imports_extra") or (),
             protected_names=_names(rails, "protected_names"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: bad or missing setting ({exc}). Compare with the README.") from None
-    if cfg.keep_policy != "greedy":
-        raise ConfigError(f"{path}: keep = {cfg.keep_policy!r} is not supported; use \"greedy\".")
+    p = cfg.policy
+    if p.keep not in POLICIES:
+        raise ConfigError(f"{path}: [policy] keep = {p.keep!r} is not a policy; use one of {', '.join(POLICIES)}.")
+    if p.baseline_runs < 1 or p.confirm_runs < 0 or (p.keep == "noise" and p.baseline_runs < 2):
+        raise ConfigError(f"{path}: [policy] needs baseline_runs >= 1 (>= 2 for keep = \"noise\", to measure the "
+                          f"noise) and confirm_runs >= 0; got {p.baseline_runs} and {p.confirm_runs}.")
     budget = read_constant(Path(sandbox) / "prepare.py", "TIME_BUDGET")
     if budget is not None and int(budget) != cfg.time_budget_s:
         raise ConfigError(
@@ -152,6 +167,27 @@ def load(sandbox: Path) -> HarnessConfig:
             f"prepare.py says TIME_BUDGET = {budget}. Make them equal (prepare.py is what train.py uses)."
         )
     return cfg
+
+
+def _policy(table: dict) -> PolicySettings:
+    """``[policy]`` as :class:`PolicySettings` (defaults for what it leaves out).
+
+    Raises:
+        ValueError: an unknown key or a value of the wrong type.
+    """
+    defaults = PolicySettings()
+    unknown = set(table) - set(defaults.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"[policy] has unknown setting(s) {', '.join(sorted(unknown))}")
+    values = {}
+    for name, default in vars(defaults).items():
+        if name in table:
+            value = table[name]
+            if isinstance(value, bool) or not isinstance(value, (type(default), int) if isinstance(default, float)
+                                                         else type(default)):
+                raise ValueError(f"[policy] {name} must be {type(default).__name__}, got {value!r}")
+            values[name] = type(default)(value)
+    return PolicySettings(**values)
 
 
 def _names(table: dict, key: str) -> tuple[str, ...] | None:

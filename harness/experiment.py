@@ -2,9 +2,11 @@
 
 Data flows one way (DESIGN.md): the proposal is validated (unified diff parses and applies, touches
 only editable files, every rail passes), committed on the experiment branch, run with the time box,
-judged by the greedy keep policy, and recorded in the ledger. A refused proposal is recorded too
-(``patch_failed``, ``syntax_error``, ``rail_blocked``) without a commit, its diff kept in
-``runs/<n>/proposal.diff``.
+judged by the keep policy (:mod:`harness.decisions`: a promising candidate of the ``noise`` policy
+runs again, with other seeds, as confirmation runs), and recorded in the ledger. A refused proposal
+is recorded too (``patch_failed``, ``syntax_error``, ``rail_blocked``, ``duplicate``) without a
+commit, its diff kept in ``runs/<n>/proposal.diff``. A repeat of the best (baseline repeats,
+re-measures for drift) runs HEAD again and is recorded as one row.
 
 Write order of one experiment that runs (crash consistency). Each numbered write is atomic on its
 own (an ``os.replace``, a git ref update, an fsynced append); the names in brackets are the
@@ -15,23 +17,31 @@ own (an ``os.replace``, a git ref update, an fsynced append); the names in brack
    the proposal's format and LLM usage [before_commit].
 3. the commit of the edit with ``Status: running`` [after_commit]; the marker, phase ``running``,
    gets its sha.
-4. the run (the child process; nothing of ours is written) [after_run].
-5. the marker, phase ``deciding``, gets the complete ledger record [before_trailers].
+4. the run (the child process; nothing of ours is written) [after_run]; a promising candidate:
+   the marker, phase ``confirming``, gets the runs so far before each confirmation run (its
+   number is the candidate's plus j, its log ``runs/<n+j>/``).
+5. the marker, phase ``deciding``, gets the complete ledger record and the confirmation rows
+   [before_trailers].
 6. ``git commit --amend`` with the final trailers (``Status: keep|discard|crash``) [after_trailers].
 7. discard only: ``refs/autoresearch/discarded/<n>`` [after_discard_ref], then ``git reset --hard``
    to the parent.
-8. the row: trajectory.jsonl [between_ledger_files], then results.tsv [after_row].
+8. the rows: trajectory.jsonl [between_ledger_files], then results.tsv [after_row]; the candidate's
+   row first, then its confirmation rows.
 9. the marker is removed.
 
 After a kill anywhere, :func:`harness.reconcile.reconcile` reads the marker and git and finishes
 the job: before 3 nothing happened (the tree is reset and the number is used again); between 3
 and 5 the run was cut short (recorded ``interrupted``, or run again); from 5 on the decision is
-known and steps 6-9 are completed from the marker. Refusals and ``llm_error`` rows are a single
-append (8) with no marker.
+known and steps 6-9 are completed from the marker; in phase ``confirming`` the candidate is
+decided on the runs it has (a confirmation cut short keeps nothing). Refusals and ``llm_error``
+rows are a single append (8) with no marker. A repeat writes the marker (phase ``repeating``;
+SEED of train.py changed in the work tree for its seed), runs, restores train.py, appends its row
+and clears the marker; after a kill its number is used again.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -41,10 +51,11 @@ from typing import Callable, Optional
 from .agents.base import Proposal, Usage
 from .config import HarnessConfig
 from .critical import deferred_signals
+from .decisions import best_estimate, drift, file_key, judge, noise, seeded
 from .faults import point
 from .inflight import clear_marker, write_marker
 from .integrity import check_after_run, fingerprint
-from .ledger import ExperimentRecord, Ledger
+from .ledger import STATUS_OF, ExperimentRecord, Ledger
 from .sandbox import Sandbox, SandboxError, commit_message, parse_trailers
 
 BASELINE = "baseline (unmodified train.py)"
@@ -88,14 +99,6 @@ def check_proposal(proposal: Proposal, files: dict, cfg: HarnessConfig) -> Check
     return Checked(changed)
 
 
-def decide(run_outcome: str, val_bpb: Optional[float], best: Optional[float]) -> str:
-    """Greedy keep policy (Karpathy's loop): ``improved`` when a scored run beats ``best``
-    strictly (or there is no best yet), ``not_improved`` otherwise; failures keep their outcome."""
-    if run_outcome != "ok":
-        return run_outcome
-    return "improved" if best is None or val_bpb < best else "not_improved"
-
-
 class ExperimentRunner:
     """Runs numbered experiments in one sandbox and records each, in the write order of the
     module docstring (in-flight marker first, marker cleared last).
@@ -103,21 +106,35 @@ class ExperimentRunner:
     Args:
         sandbox: the git sandbox, checked out on its experiment branch with a clean tree.
         ledger: where rows go.
-        cfg: the sandbox's settings.
+        cfg: the sandbox's settings (``cfg.policy`` decides).
         agent_name: the agent spec recorded in trailers and rows.
+        measure: runs one experiment; ``measure(run_dir, on_tick) -> RunResult``. Default: the
+            local subprocess runner (:func:`harness.runner.run_experiment`) with the sandbox's
+            command and time box; a benchmark passes a simulated one.
     """
 
-    def __init__(self, sandbox: Sandbox, ledger: Ledger, cfg: HarnessConfig, agent_name: str):
+    def __init__(self, sandbox: Sandbox, ledger: Ledger, cfg: HarnessConfig, agent_name: str, measure=None):
         self.sandbox, self.ledger, self.cfg, self.agent_name = sandbox, ledger, cfg, agent_name
+        self.measure = measure or self._subprocess
+
+    def _subprocess(self, run_dir: Path, on_tick):
+        from .runner import run_experiment
+
+        return run_experiment(self.cfg.command, self.sandbox.path, run_dir, self.cfg.time_budget_s,
+                              self.cfg.hard_limit_s, self.cfg.over_budget_tolerance_s, on_tick)
 
     def run_dir(self, n: int) -> Path:
         """``runs/<n>/`` of the sandbox."""
         return self.sandbox.path / "runs" / str(n)
 
+    def files_at_head(self) -> dict[str, str]:
+        """The editable files of the current best (HEAD): name -> text."""
+        return {f: self.sandbox.read(f) for f in self.cfg.editable_files}
+
     def record_refusal(self, n: int, proposal: Optional[Proposal], outcome: str, detail: str,
                        started: float, usage: Usage, verdicts=(), **fields) -> ExperimentRecord:
-        """Record an experiment that never ran (``llm_error``, ``patch_failed``, rail refusals):
-        one ledger append, no commit, no marker (a torn row is cut at the next start).
+        """Record an experiment that never ran (``llm_error``, ``patch_failed``, rail refusals,
+        ``duplicate``): one ledger append, no commit, no marker (a torn row is cut at the next start).
 
         Raises:
             LedgerError: the row could not be written (nothing partial is kept).
@@ -132,30 +149,47 @@ class ExperimentRunner:
             self.ledger.append(rec)
         return rec
 
+    def evidence(self, records: Optional[list] = None) -> dict:
+        """What a decision made now compares with: ``best`` (``{"val_bpb", "runs", "experiment"}``
+        of the best's figure, or None), ``noise_sd`` (bits per byte, or None) and ``noise_df``."""
+        records = self.ledger.records() if records is None else records
+        est = best_estimate(records)
+        best = None if est is None else {"val_bpb": est.val_bpb, "runs": est.runs, "experiment": est.experiment}
+        nz = noise(records)
+        return {"best": best, "noise_sd": nz.sd, "noise_df": nz.df}
+
     def run(self, n: int, proposal: Optional[Proposal], new_files: dict, started: float,
             on_tick: Callable[[float], None] | None = None,
-            on_commit: Callable[[str], None] | None = None, retry_of: Optional[int] = None) -> ExperimentRecord:
-        """Commit ``new_files``, run, decide, move the branch and record experiment ``n``.
+            on_commit: Callable[[str], None] | None = None, retry_of: Optional[int] = None,
+            may_confirm: Callable[[int], bool] = lambda n: True) -> list[ExperimentRecord]:
+        """Commit ``new_files``, run, decide (with confirmation runs where the policy asks and
+        ``may_confirm(number)`` allows), move the branch and record experiment ``n``.
 
         ``proposal`` None means the baseline (an empty commit of the current best); ``retry_of``
         names the preempted experiment this one repeats. On KeyboardInterrupt the run is killed,
         the commit is kept under the discarded refs, the tree is reset, the experiment is recorded
-        as ``interrupted``, and the interrupt is re-raised.
+        as ``interrupted`` (or, during a confirmation run, decided on the runs it has), and the
+        interrupt is re-raised.
+
+        Returns:
+            The rows written: the experiment's, then its confirmation runs' (numbers n+1, ...).
 
         Raises:
             LedgerError: the row could not be written; git is final and the marker keeps the
                 row, which the next start writes.
             OSError: the marker could not be written (before the commit: nothing happened).
         """
-        best, _ = self.ledger.best()
+        ev = self.evidence()
         parent = self.sandbox.head()
         desc = proposal.description if proposal else BASELINE
         usage = proposal.usage if proposal else Usage()
+        files = {**self.files_at_head(), **new_files}
         marker = {"experiment": n, "phase": "committing", "parent": parent, "description": desc,
-                  "started_at": started, "parent_val_bpb": best, "usage": asdict(usage), "retry_of": retry_of,
-                  "proposal_format": proposal.format if proposal else "baseline",
-                  "knob": proposal.knob if proposal else None, "attempts": 1}
-        trailers = {"Experiment": n, "Status": "running", "Parent-Val-Bpb": _fmt(best), "Agent": self.agent_name}
+                  "started_at": started, "parent_val_bpb": (ev["best"] or {}).get("val_bpb"), "usage": asdict(usage),
+                  "retry_of": retry_of, "proposal_format": proposal.format if proposal else "baseline",
+                  "knob": proposal.knob if proposal else None, "attempts": 1, "file_key": file_key(files), **ev}
+        trailers = {"Experiment": n, "Status": "running", "Parent-Val-Bpb": _fmt(marker["parent_val_bpb"]),
+                    "Agent": self.agent_name}
         with deferred_signals():
             write_marker(self.sandbox.path, marker)
             point("before_commit")
@@ -165,59 +199,160 @@ class ExperimentRunner:
             write_marker(self.sandbox.path, marker)
             if on_commit:
                 on_commit(commit)
-        return self.execute(marker, on_tick)
+        return self.execute(marker, on_tick, may_confirm)
 
-    def execute(self, marker: dict, on_tick: Callable[[float], None] | None = None) -> ExperimentRecord:
+    def execute(self, marker: dict, on_tick: Callable[[float], None] | None = None,
+                may_confirm: Callable[[int], bool] = lambda n: True) -> list[ExperimentRecord]:
         """Run the committed experiment that ``marker`` describes (HEAD is its ``Status:
-        running`` commit), decide and record it. Also used to re-run an interrupted experiment.
+        running`` commit), confirm, decide and record it. Also used to re-run an interrupted
+        experiment. Returns the rows written (see :meth:`run`).
 
         Raises:
-            KeyboardInterrupt: after the experiment was recorded as ``interrupted``.
+            KeyboardInterrupt: after the experiment was recorded.
             LedgerError: as :meth:`run`.
         """
-        from .runner import run_experiment
-
         n = marker["experiment"]
-        before = fingerprint(self.sandbox.path)
         try:
-            res = run_experiment(self.cfg.command, self.sandbox.path, self.run_dir(n), self.cfg.time_budget_s,
-                                 self.cfg.hard_limit_s, self.cfg.over_budget_tolerance_s, on_tick)
-            tampered = check_after_run(self.sandbox, before)
+            first = self._measure(self.run_dir(n), on_tick)
         except KeyboardInterrupt:
             with deferred_signals():
                 self.conclude(marker, self.record_of(marker, "interrupted", detail="stopped by the user"))
             raise
         point("after_run")
-        outcome = "integrity_violation" if tampered else decide(res.outcome, res.val_bpb, marker["parent_val_bpb"])
-        rec = self.record_of(marker, outcome, val_bpb=res.val_bpb, run_s=round(res.wall_s, 3), train_s=res.train_s,
-                             peak_mem_gb=round(res.peak_mem_gb, 3), detail=tampered or res.detail)
+        runs = [first]
+        while self._verdict(marker, runs).action == "confirm" and may_confirm(n + len(runs)):
+            marker.update(phase="confirming", runs=runs)
+            with deferred_signals():
+                write_marker(self.sandbox.path, marker)
+            try:
+                runs.append(self._measure(self.run_dir(n + len(runs)), on_tick, len(runs)))
+            except KeyboardInterrupt:
+                with deferred_signals():
+                    self.settle(marker, "a confirmation run was stopped by the user")
+                raise
         with deferred_signals():
-            self.conclude(marker, rec)
+            return self.settle({**marker, "runs": runs})
+
+    def settle(self, marker: dict, cut_short: str = "") -> list[ExperimentRecord]:
+        """Decide experiment ``marker`` on the runs it holds (``marker["runs"]``: the first, then
+        confirmations) and write it; ``cut_short`` says why the confirmation stopped early (it is
+        then not kept). Used after the runs, and by the repair of a kill during confirmation."""
+        runs = marker["runs"]
+        first, confirms = runs[0], runs[1:]
+        if first["outcome"] != "ok":
+            return [self.conclude(marker, self.record_of(marker, first["outcome"], **_fields(first)))]
+        verdict = self._verdict(marker, runs)
+        action = "discard" if verdict.action == "confirm" else verdict.action
+        evidence = dict(verdict.evidence)
+        if cut_short or verdict.action == "confirm":
+            evidence["reason"] = f"{evidence.get('reason', '')}; not kept: {cut_short or 'confirmation cut short'}"
+        outcome = "improved" if action == "keep" else "not_improved"
+        rec = self.record_of(marker, outcome, decision=evidence, **_fields(first))
+        extra = [self.make_record(marker["experiment"] + j, "confirmation" if r["outcome"] == "ok" else r["outcome"],
+                                  f"confirmation {j}/{len(confirms)} of #{marker['experiment']}", marker["started_at"],
+                                  Usage(), parent=marker["parent"], parent_val_bpb=marker["parent_val_bpb"],
+                                  repeat_of=marker["experiment"], file_key=marker.get("file_key"), **_fields(r))
+                 for j, r in enumerate(confirms, 1)]
+        return [self.conclude(marker, rec, extra), *extra]
+
+    def _verdict(self, marker: dict, runs: list[dict]):
+        vals = [r["val_bpb"] for r in runs if r["outcome"] == "ok"]
+        failed = next((r["outcome"] for r in runs[1:] if r["outcome"] != "ok"), None)
+        return judge(self.cfg.policy, vals, failed, marker.get("best"), marker.get("noise_sd"),
+                     marker.get("noise_df", 0))
+
+    def repeat(self, n: int, of: dict, index: int, reason: str, started: float,
+               on_tick: Callable[[float], None] | None = None) -> ExperimentRecord:
+        """Run the best (HEAD, experiment ``of``) again as experiment ``n``: a baseline repeat or a
+        re-measure for drift; ``index`` j > 0 runs it with SEED + 1000 j. Records one row
+        (``remeasure``, or the failure), with ``drift`` when the value moved beyond the noise.
+
+        Raises:
+            KeyboardInterrupt: after the row was recorded as ``interrupted``.
+            LedgerError: the row could not be written.
+        """
+        marker = {"experiment": n, "phase": "repeating", "parent": self.sandbox.head(), "started_at": started,
+                  "description": f"re-measure of #{of['experiment']}: {reason}", "repeat_of": of["experiment"]}
+        fields = dict(parent=marker["parent"], commit=marker["parent"], repeat_of=of["experiment"],
+                      file_key=of.get("file_key"), proposal_format="repeat")
+        with deferred_signals():
+            write_marker(self.sandbox.path, marker)
+        try:
+            run = self._measure(self.run_dir(n), on_tick, index)
+        except KeyboardInterrupt:
+            with deferred_signals():
+                self.ledger.append(self.make_record(n, "interrupted", marker["description"], started, Usage(),
+                                                    detail="stopped by the user", **fields))
+                clear_marker(self.sandbox.path)
+            raise
+        records = self.ledger.records()
+        est = best_estimate(records)
+        moved = None
+        if run["outcome"] == "ok" and est is not None and index == 0:
+            moved = drift(run["val_bpb"], est, noise(records), self.cfg.policy)
+        rec = self.make_record(n, "remeasure" if run["outcome"] == "ok" else run["outcome"], marker["description"],
+                               started, Usage(), parent_val_bpb=None if est is None else est.val_bpb, drift=moved,
+                               **fields, **_fields(run))
+        with deferred_signals():
+            self.ledger.append(rec)
+            clear_marker(self.sandbox.path)
         return rec
+
+    def _measure(self, run_dir: Path, on_tick, index: int = 0) -> dict:
+        """Run HEAD (for ``index`` j > 0 with its seed changed in the work tree, restored after)
+        and return the run's record fields with ``outcome`` ``ok`` or the failure."""
+        name = self.cfg.editable_files[0]
+        committed = self.sandbox.read(name)
+        text, seed = seeded(committed, index)
+        path = self.sandbox.path / name
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        if seed is not None:
+            path.write_text(text, encoding="utf-8")
+        try:
+            before = fingerprint(self.sandbox.path)
+            res = self.measure(run_dir, on_tick)
+            changed = seed is not None and path.read_text(encoding="utf-8") != text
+        finally:
+            if seed is not None:
+                path.write_text(committed, encoding="utf-8")
+        tampered = check_after_run(self.sandbox, before) or (f"{name} changed during the run" if changed else "")
+        fields = {"outcome": "integrity_violation" if tampered else res.outcome, "val_bpb": res.val_bpb,
+                  "run_s": round(res.wall_s, 3), "train_s": res.train_s, "peak_mem_gb": round(res.peak_mem_gb, 3),
+                  "detail": tampered or res.detail, "seed": seed,
+                  "load_1m": None if load is None else round(load, 2)}
+        for key in ("steps", "tokens", "tokens_per_s", "mfu", "gpu_clock_mhz"):
+            value = getattr(res, key, None)
+            fields[key] = round(value, 4) if isinstance(value, float) else value
+        return fields
 
     def record_of(self, marker: dict, outcome: str, **fields) -> ExperimentRecord:
         """The ledger record of the experiment ``marker`` describes, ended with ``outcome``."""
         return self.make_record(marker["experiment"], outcome, marker["description"], marker["started_at"],
                                 Usage(**marker.get("usage", {})), parent=marker["parent"],
                                 parent_val_bpb=marker["parent_val_bpb"], proposal_format=marker.get("proposal_format"),
-                                knob=marker.get("knob"), retry_of=marker.get("retry_of"), **fields)
+                                knob=marker.get("knob"), retry_of=marker.get("retry_of"),
+                                file_key=marker.get("file_key"), **fields)
 
-    def conclude(self, marker: dict, rec: ExperimentRecord) -> ExperimentRecord:
-        """Write a decided experiment: the marker takes the record, then the final trailers, the
-        branch move or reset, the ledger row (unless one exists), and the marker is cleared.
-        Each step is idempotent, so a start after a crash re-runs this from the marker."""
+    def conclude(self, marker: dict, rec: ExperimentRecord, extra: list = ()) -> ExperimentRecord:
+        """Write a decided experiment: the marker takes the record (and ``extra``, its
+        confirmation rows), then the final trailers, the branch move or reset, the ledger rows
+        (those not written yet), and the marker is cleared. Each step is idempotent, so a start
+        after a crash re-runs this from the marker."""
         n = marker["experiment"]
-        write_marker(self.sandbox.path, {**marker, "phase": "deciding", "record": asdict(rec)})
+        write_marker(self.sandbox.path, {**marker, "phase": "deciding", "record": asdict(rec),
+                                         "extra": [asdict(r) for r in extra]})
         point("before_trailers")
-        rec.commit = self.finish(n, marker["parent"], marker["description"], rec.outcome, rec.val_bpb,
-                                 marker["parent_val_bpb"])
-        if all(r["experiment"] != n for r in self.ledger.records()):
-            self.ledger.append(rec)
+        rec.commit = self.finish(n, marker["parent"], marker["description"], rec)
+        written = {r["experiment"] for r in self.ledger.records()}
+        for row in (rec, *extra):
+            row.commit = rec.commit
+            if row.experiment not in written:
+                self.ledger.append(row)
         point("after_row")
         clear_marker(self.sandbox.path)
         return rec
 
-    def finish(self, n: int, parent: str, desc: str, outcome: str, val_bpb, best) -> str:
+    def finish(self, n: int, parent: str, desc: str, rec: ExperimentRecord) -> str:
         """Write the final trailers on HEAD, then keep it (branch stays) or discard it (ref under
         ``refs/autoresearch/discarded/<n>``, reset to ``parent``). Returns the experiment's sha.
 
@@ -226,9 +361,7 @@ class ExperimentRunner:
         Raises:
             SandboxError: experiment ``n``'s commit is neither HEAD nor under the discarded refs.
         """
-        from .ledger import STATUS_OF
-
-        status = STATUS_OF[outcome]
+        status = STATUS_OF[rec.outcome]
         head = parse_trailers(self.sandbox.head_message())
         if head.get("Experiment") != str(n):
             commit = self.sandbox.discarded_refs().get(n)
@@ -238,9 +371,7 @@ class ExperimentRunner:
             return commit
         commit = self.sandbox.head()
         if head.get("Status") == "running":
-            trailers = {"Experiment": n, "Status": status, "Outcome": outcome, "Val-Bpb": _fmt(val_bpb),
-                        "Parent-Val-Bpb": _fmt(best), "Agent": self.agent_name}
-            commit = self.sandbox.amend_message(commit_message(desc, trailers))
+            commit = self.sandbox.amend_message(commit_message(desc, trailers(rec, self.agent_name)))
             point("after_trailers")
         if status != "keep":
             self.sandbox.discard(n, parent)
@@ -256,6 +387,25 @@ class ExperimentRunner:
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             llm_s=round(usage.llm_s, 3), retries=usage.retries, **fields,
         )
+
+
+def trailers(rec: ExperimentRecord, agent_name: str) -> dict:
+    """The final git trailers of an experiment's commit: number, status, outcome, val_bpb, the
+    best's figure, what the run did (steps, tokens/s) and, under a noise-aware decision, the
+    evidence (runs, mean, noise, delta, z, the reason)."""
+    d = rec.decision or {}
+    out = {"Experiment": rec.experiment, "Status": STATUS_OF[rec.outcome], "Outcome": rec.outcome,
+           "Val-Bpb": _fmt(rec.val_bpb), "Parent-Val-Bpb": _fmt(rec.parent_val_bpb),
+           "Steps": rec.steps, "Tokens-Per-S": None if rec.tokens_per_s is None else f"{rec.tokens_per_s:.0f}",
+           "Runs": d.get("runs"), "Mean-Val-Bpb": _fmt(d.get("mean_val_bpb")),
+           "Noise-Sd": _fmt(d.get("noise_sd")), "Delta": _fmt(d.get("delta")), "Z": d.get("z"),
+           "Decision": d.get("reason"), "Agent": agent_name}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _fields(run: dict) -> dict:
+    """A run's record fields (``outcome`` left out)."""
+    return {k: v for k, v in run.items() if k != "outcome"}
 
 
 def _fmt(val) -> Optional[str]:

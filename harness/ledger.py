@@ -27,10 +27,16 @@ RESULTS_NAME = "results.tsv"
 TRAJECTORY_NAME = "trajectory.jsonl"
 RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
 
-#: Outcome taxonomy (DESIGN.md) -> results.tsv status. Anything not scored is a ``crash`` row.
+#: Outcome taxonomy (DESIGN.md) -> results.tsv status, the one list of outcomes. ``keep`` means the
+#: row advanced the branch; a repeat of a file already run (``confirmation`` of a candidate,
+#: ``remeasure`` of the best, baseline repeats) and a ``duplicate`` that never ran are ``discard``:
+#: they did not advance it. Anything not scored is a ``crash`` row.
 STATUS_OF = {
     "improved": "keep",
     "not_improved": "discard",
+    "confirmation": "discard",
+    "remeasure": "discard",
+    "duplicate": "discard",
     "over_budget": "discard",
     "integrity_violation": "discard",
     "patch_failed": "crash",
@@ -56,8 +62,17 @@ class ExperimentRecord:
     """One experiment as recorded in trajectory.jsonl (fields of DESIGN.md, plus a few).
 
     ``commit`` is the full sha of the experiment's commit, or None when the proposal never became
-    a commit (``patch_failed``, ``rail_blocked``, ``syntax_error``, ``llm_error``). Seconds are wall
-    clock; ``peak_mem_gb`` as in :class:`harness.runner.RunResult`.
+    a commit (``patch_failed``, ``rail_blocked``, ``syntax_error``, ``llm_error``, ``duplicate``); a
+    repeat (``repeat_of`` set: a confirmation or re-measure) carries the sha of the commit it ran
+    again. Seconds are wall clock; ``peak_mem_gb`` as in :class:`harness.runner.RunResult`.
+
+    What the run did: ``steps`` (training batches drawn), ``tokens`` (training tokens),
+    ``tokens_per_s`` (tokens / train_s), ``mfu`` (model FLOPs utilisation, 0-1, CUDA only),
+    ``gpu_clock_mhz`` (mean SM clock, NVML), ``load_1m`` (the machine's 1-minute load average
+    when the run started). Decisions (:mod:`harness.decisions`): ``file_key`` (the editable files,
+    comments and formatting ignored), ``seed`` (the SEED a repeat ran with, None: the committed
+    one), ``decision`` (the evidence: best figure, noise, delta, z, runs, reason), ``drift`` (a
+    re-measure of the best that moved beyond the noise).
     """
 
     experiment: int
@@ -85,6 +100,17 @@ class ExperimentRecord:
     knob: Optional[dict] = None
     retry_of: Optional[int] = None
     llm_down: bool = False
+    file_key: Optional[str] = None
+    repeat_of: Optional[int] = None
+    seed: Optional[int] = None
+    decision: Optional[dict] = None
+    drift: Optional[dict] = None
+    steps: Optional[int] = None
+    tokens: Optional[int] = None
+    tokens_per_s: Optional[float] = None
+    mfu: Optional[float] = None
+    gpu_clock_mhz: Optional[float] = None
+    load_1m: Optional[float] = None
 
     @classmethod
     def from_json(cls, data: dict) -> "ExperimentRecord":
@@ -240,7 +266,7 @@ class Ledger:
         return next_number(self.records())
 
     def best(self) -> tuple[Optional[float], Optional[str]]:
-        """(best kept val_bpb, its commit) so far, or (None, None)."""
+        """(the best's figure, its commit) so far, or (None, None); see :func:`best_kept`."""
         return best_kept(self.records())
 
 
@@ -250,12 +276,13 @@ def next_number(records: list[dict]) -> int:
 
 
 def best_kept(records: list[dict]) -> tuple[Optional[float], Optional[str]]:
-    """(best kept val_bpb, its commit) among trajectory objects ``records``, or (None, None)."""
-    kept = [r for r in records if r["status"] == "keep" and r.get("val_bpb") is not None]
-    if not kept:
-        return None, None
-    top = min(kept, key=lambda r: r["val_bpb"])
-    return top["val_bpb"], top["commit"]
+    """(the best's figure in bits per byte, its commit) among trajectory objects ``records``, or
+    (None, None). The best is the last kept experiment (the branch head: every keep beat the one
+    before); its figure is the mean of its file's runs (:func:`harness.decisions.best_estimate`)."""
+    from .decisions import best_estimate
+
+    est = best_estimate(records)
+    return (None, None) if est is None else (est.val_bpb, est.commit)
 
 
 def _cut_torn_tail(path: Path) -> bool:

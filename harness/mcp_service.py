@@ -1,16 +1,16 @@
 """What ``harness mcp`` serves, without the protocol: the read-only tools of :mod:`tools` and
 ``run_experiment``, bound to one sandbox.
 
-``run_experiment`` is the built-in loop's step with the proposal coming from an external agent:
-the same validation (:func:`tools.propose_edit`), the same :class:`harness.experiment.ExperimentRunner`
-(commit, time box, decide, record), the same baseline rule (:func:`harness.loop.needs_baseline`),
-the same repair after a kill (:func:`harness.reconcile.reconcile`) and the same sandbox lock (:class:`harness.state.SessionLock`), so one experiment at a time runs
-per sandbox whether the other party is a second MCP client or a ``harness start``.
+``run_experiment`` hands the external agent's edit to the same experiment core as ``harness
+start`` (:class:`harness.core.ExperimentCore`: lock and repair, gate, baseline and noise runs,
+duplicates, commit, run, confirmation, decision, record), so one experiment at a time runs per
+sandbox whether the other party is a second MCP client or a ``harness start``. What is this
+module's own: the tool schemas, turning a call (a diff, or direct edits of train.py in the work
+tree) into a proposal, and phrasing the answer with the evidence of the decision.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +21,12 @@ from tools.experiments import CRASHES, log_tail
 
 from .agents.base import Proposal, Usage
 from .config import HarnessConfig, load
-from .control import Control
-from .critical import deferred_signals
-from .experiment import BASELINE, ExperimentRunner
-from .ledger import Ledger, LedgerError
-from .loop import needs_baseline, time_is_up
+from .core import Events, ExperimentCore
+from .decisions import noise
+from .ledger import LedgerError
 from .patch import make_unified_diff
-from .reconcile import reconcile
-from .sandbox import Sandbox, SandboxError
-from .state import AlreadyRunning, SessionLock, write_state
+from .sandbox import SandboxError
+from .state import AlreadyRunning
 
 #: the tools of :mod:`tools` an external agent gets; propose_edit is replaced by run_experiment
 SHARED_TOOLS = ("read_file", "list_experiments", "show_experiment", "write_notes")
@@ -40,10 +37,14 @@ RUN_EXPERIMENT = {
         "Run one experiment on train.py. Either edit train.py first (Edit/Write tools) and call this with `diff` "
         "empty, or pass `diff`, a unified diff of train.py against its current version ('--- a/train.py', "
         "'+++ b/train.py', '@@' hunks with exact context lines). `description`: one line, what you changed and why. "
-        "The harness checks the edit (it must pass the rails), commits it, trains for the fixed time budget, scores "
-        "val_bpb, keeps the commit if it beats the best so far or discards it (train.py goes back to the best "
-        "version), and records it. The answer gives the outcome, val_bpb, the best so far and, on a crash, the end "
-        "of the run log. The first call on a new sandbox runs the unmodified baseline first."),
+        "The harness checks the edit (it must pass the rails; a file already run is refused as a duplicate), commits "
+        "it, trains for the fixed time budget and scores val_bpb. Under the default noise-aware policy a run clearly "
+        "worse than the best is discarded at once; a promising one runs again with other seeds (confirmation runs) "
+        "and is kept only when its mean beats the best's by more than the measured noise allows by chance "
+        "(one-sided z >= 2.326, p < 0.01); otherwise train.py goes back to the best version. The answer gives the "
+        "outcome, val_bpb, the evidence (runs, mean, noise, delta, z), the best so far and, on a crash, the end of "
+        "the run log. The first call on a new sandbox runs the unmodified baseline first, several times, to measure "
+        "the noise; from time to time the harness re-measures the best before your experiment (drift)."),
     "parameters": {
         "type": "object",
         "properties": {
@@ -69,8 +70,26 @@ class Answer:
     is_error: bool = False
 
 
+class _Collector(Events):
+    """The core's events during one MCP call: notices are kept for the answer, ticks go to the
+    call's progress callback."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.on_tick: Optional[Callable[[float], None]] = None
+
+    def message(self, text: str) -> None:
+        self.lines.append(text)
+
+    def tick(self, elapsed_s: float) -> None:
+        if self.on_tick:
+            self.on_tick(elapsed_s)
+
+
 class ResearchService:
-    """The tools of one sandbox for external agents.
+    """The tools of one sandbox for external agents: the MCP front end of the experiment core
+    (:class:`harness.core.ExperimentCore`), which does the repair, the gate, the baseline and
+    noise runs, the check, the run, the decision and the record, exactly as for ``harness start``.
 
     Args:
         path: the sandbox folder.
@@ -82,19 +101,20 @@ class ResearchService:
         self.path = Path(path).resolve()
         self.cfg: HarnessConfig = load(self.path)
         self.deadline, self.agent_name = deadline, agent_name
-        self.started_at = time.time()
+        self.events = _Collector()
+        self.core = ExperimentCore(self.path, self.cfg, agent_name, self.events, deadline)
         #: set by the server on SIGTERM/SIGINT: the experiment in flight is stopped and recorded
-        self.stopping = threading.Event()
+        self.stopping = self.core.abort
         #: True while run_experiment holds the sandbox
         self.busy = False
         #: ``harness pause|resume|stop`` and the flag files of :mod:`harness.control`
-        self.control = Control(self.path)
+        self.control = self.core.control
 
     def start(self) -> None:
         """Begin serving: clear earlier pause/stop flags (starting means run, as for ``harness
         start``) and write the ``idle`` state, so ``harness status|pause|stop`` see this server."""
         self.control.clear()
-        self._state("idle")
+        self.core.publish("idle")
 
     def call(self, name: str, arguments: dict, on_tick: Callable[[float], None] | None = None) -> Answer:
         """Run tool ``name``; never raises for bad input (refusals come back as ``is_error``)."""
@@ -105,9 +125,7 @@ class ResearchService:
                                        on_tick)
         if name not in SHARED_TOOLS:
             return Answer(f"there is no tool {name!r}; the tools are {', '.join(t['name'] for t in tool_schemas())}", True)
-        sandbox = Sandbox(self.path, self.cfg.branch)
-        box = Toolbox(self.path, self.cfg, files={f: sandbox.read(f) for f in self.cfg.editable_files},
-                      history=Ledger(self.path).records())
+        box = Toolbox(self.path, self.cfg, files=self.core.files(), history=self.core.ledger.records())
         res = box.call(name, arguments)
         return Answer(res.text, res.is_error)
 
@@ -117,37 +135,33 @@ class ResearchService:
 
     def run_experiment(self, description: str, diff: str,
                        on_tick: Callable[[float], None] | None = None) -> Answer:
-        """Check, commit, run, decide and record one experiment (the baseline first on a new sandbox).
+        """Check, commit, run, decide and record one experiment (first whatever the core has due:
+        the baseline and its repeats on a new sandbox, a re-measure of the best).
 
         An empty ``diff`` means the edits of the editable files in the work tree (made with the
         agent CLI's own edit tools): they are taken as the proposal, and the tree goes back to
         HEAD before the commit. Waits while ``harness pause`` is in force. Refused with a clear
         message when the deadline has passed or ``harness stop`` was asked, another experiment
         holds the sandbox, or there is nothing to run; an invalid edit is recorded
-        (``patch_failed``/``syntax_error``/``rail_blocked``) and answered with every reason, as
-        ``propose_edit`` gives them, and a direct edit is then left in the work tree to be fixed.
+        (``patch_failed``/``syntax_error``/``rail_blocked``/``duplicate``) and answered with every
+        reason, as ``propose_edit`` gives them, and a direct edit is then left in the work tree to
+        be fixed.
         """
-        self._wait_while_paused()
-        reason = self._over()
+        self.events.lines, self.events.on_tick = [], on_tick
+        reason = self.core.wait_to_start()
         if reason:
-            return Answer(f"the run is over ({reason}): no new experiment starts. Stop here; summarise what you "
-                          "learned with write_notes if you like.", True)
-
-        def tick(elapsed: float) -> None:
-            if self.stopping.is_set() or self.control.stop() == "now":
-                raise KeyboardInterrupt  # the runner kills the run; ExperimentRunner records it as interrupted
-            if on_tick:
-                on_tick(elapsed)
-
+            return Answer(f"the run is over ({_over(reason)}): no new experiment starts. Stop here; summarise what "
+                          "you learned with write_notes if you like.", True)
         try:
-            with SessionLock(self.path):
+            with self.core.holding():
                 self.busy = True
                 try:
                     if self.stopping.is_set():
                         raise KeyboardInterrupt
-                    return self._run_locked(description, diff, tick)
+                    return self._run_locked(description, diff)
                 finally:
                     self.busy = False
+                    self.core.publish("idle")
         except KeyboardInterrupt:
             why = ("the harness's MCP server is shutting down" if self.stopping.is_set() else
                    "the human stopped the run (`harness stop --now`); it is over")
@@ -158,9 +172,8 @@ class ResearchService:
         except (SandboxError, LedgerError) as exc:
             return Answer(f"refused: {exc}", True)
 
-    def _run_locked(self, description: str, diff: str, on_tick) -> Answer:
-        sandbox, ledger = Sandbox(self.path, self.cfg.branch), Ledger(self.path)
-        head = {name: sandbox.read(name) for name in self.cfg.editable_files}
+    def _run_locked(self, description: str, diff: str) -> Answer:
+        head = self.core.files()
         try:
             edited = self._direct_edits(head)
         except UnicodeDecodeError as exc:
@@ -176,31 +189,14 @@ class ResearchService:
             diff = "".join(make_unified_diff(head[f], text, f) for f, text in edited.items())
             for name in edited:  # the tree goes back to HEAD; the harness commits the checked edit itself
                 (self.path / name).write_text(head[name], encoding="utf-8")
-        self._committed = False
+        answer = None
         try:
-            return self._check_and_run(sandbox, ledger, description, diff, on_tick)
+            answer = self._check_and_run(description, diff)
+            return answer
         finally:
-            if edited and not self._committed:
+            if edited and (answer is None or answer.is_error):
                 for name, text in edited.items():  # a direct edit that did not run is given back, to be fixed
                     (self.path / name).write_text(text, encoding="utf-8")
-
-    def _over(self) -> Optional[str]:
-        """Why no experiment may start now (a stop asked with ``harness stop`` or the deadline), or None."""
-        if self.control.stop():
-            return "the human stopped it with `harness stop`"
-        return time_is_up(self.deadline, Ledger(self.path).records())
-
-    def _wait_while_paused(self) -> None:
-        """Hold a ``run_experiment`` call while ``harness pause`` is in force (``harness resume``,
-        a stop or the server's shutdown ends the wait)."""
-        shown = False
-        while self.control.paused() and not self.control.stop() and not self.stopping.is_set():
-            if not shown:
-                self._state("paused")
-                shown = True
-            time.sleep(0.25)
-        if shown:
-            self._state("idle")
 
     def _direct_edits(self, head: dict[str, str]) -> dict[str, str]:
         """Editable files whose work-tree text differs from their ``head`` text (name -> work-tree
@@ -213,61 +209,52 @@ class ResearchService:
                 edited[name] = text
         return edited
 
-    def _check_and_run(self, sandbox: Sandbox, ledger: Ledger, description: str, diff: str, on_tick) -> Answer:
-        """The experiment under the lock (``self._committed`` turns True once the proposal is committed)."""
-        runner = ExperimentRunner(sandbox, ledger, self.cfg, self.agent_name)
-        with deferred_signals():
-            reconcile(sandbox, ledger, runner)  # the repair after a kill; also checks out the branch
-        parts = []
-        if needs_baseline(ledger.records()):
-            n = ledger.next_experiment()
-            self._state("running", experiment=n, description=BASELINE)
-            base = runner.run(n, None, {}, time.time(), on_tick, self._on_commit(n, BASELINE))
-            parts.append(f"first, the baseline ran as experiment {n}: {_summary(base.to_json(), self.path)}")
-            reason = self._over()
+    def _check_and_run(self, description: str, diff: str) -> Answer:
+        """The experiment under the lock: what the core has due first, then the agent's edit."""
+        core, parts = self.core, []
+        while True:
+            due = core.run_due()
+            if not due:
+                break
+            parts += [(f"first, the baseline ran as experiment {r.experiment}: " if r.proposal_format == "baseline"
+                       else f"first, the harness ran experiment {r.experiment} ({r.description}): ")
+                      + _summary(r.to_json(), self.path) for r in due]
+            reason = core.why_not_start()
             if reason:
-                parts.append(f"your experiment did not run: the run is over ({reason}).")
-                return Answer("\n".join(parts), True)
-        n, started = ledger.next_experiment(), time.time()
-        files = {f: sandbox.read(f) for f in self.cfg.editable_files}
+                parts.append(f"your experiment did not run: the run is over ({_over(reason)}).")
+                return Answer("\n".join(self.events.lines + parts), True)
+        files, started = core.files(), time.time()
         verdict = propose_edit(files, self.cfg, description, diff=diff)
         proposal = verdict.proposal or Proposal(description=" ".join(description.split())[:200] or "no description",
                                                 diff=diff, format="udiff")
-        run_dir = runner.run_dir(n)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "proposal.diff").write_text(diff, encoding="utf-8")
-        checked = verdict.checked  # propose_edit ran the loop's check_proposal already
-        if verdict.proposal is None:
-            detail = checked.detail if checked is not None else verdict.message
-            verdicts = checked.rail_verdicts if checked is not None else ()
-            runner.record_refusal(n, proposal, verdict.outcome, detail, started, Usage(), verdicts)
-            self._state("idle")
+        if verdict.proposal is None:  # refused by the check propose_edit ran: record it with every reason
+            n = core.ledger.next_experiment()
+            core.runner.run_dir(n).mkdir(parents=True, exist_ok=True)
+            (core.runner.run_dir(n) / "proposal.diff").write_text(diff, encoding="utf-8")
+            checked = verdict.checked
+            core.refuse(n, proposal, verdict.outcome, checked.detail if checked is not None else verdict.message,
+                        started, Usage(), checked.rail_verdicts if checked is not None else ())
             parts.append(f"experiment {n} was not run and is recorded as {verdict.outcome}.\n{verdict.message}")
-            return Answer("\n\n".join(parts), True)
-        self._state("running", experiment=n, description=proposal.description)
-        try:
-            rec = runner.run(n, proposal, checked.files, started, on_tick,
-                             self._on_commit(n, proposal.description, proposal=True))
-        finally:
-            self._state("idle")
-        parts.append(f"experiment {n}: {_summary(rec.to_json(), self.path)}")
-        best, _ = ledger.best()
-        parts.append(f"best val_bpb so far: {best:.6f}" if best is not None else "no kept result yet")
+            return Answer("\n\n".join(self.events.lines + parts), True)
+        rows = core.submit(proposal, started, files, verdict.checked)
+        first = rows[0]
+        parts.append(f"experiment {first.experiment}: {_summary(first.to_json(), self.path)}")
+        for r in rows[1:]:
+            val = f"{r.val_bpb:.6f}" if r.val_bpb is not None else "-"
+            parts.append(f"  experiment {r.experiment}: {r.outcome} val_bpb {val} ({r.description})")
+        best, _ = core.ledger.best()
+        records = core.ledger.records()
+        parts.append((f"best val_bpb so far: {best:.6f}" if best is not None else "no kept result yet") +
+                     f"; {noise(records).text()}")
         left = self.time_left()
         if left is not None:
             parts.append(f"time left in this run: {max(left, 0) / 60:.1f} min")
-        return Answer("\n".join(parts))
+        return Answer("\n".join(self.events.lines + parts), first.outcome == "duplicate")
 
-    def _on_commit(self, n: int, description: str, proposal: bool = False) -> Callable[[str], None]:
-        def on_commit(commit: str) -> None:
-            self._committed = self._committed or proposal
-            self._state("running", experiment=n, description=description, commit=commit, run_started_at=time.time())
-        return on_commit
 
-    def _state(self, phase: str, **extra) -> None:
-        best, _ = Ledger(self.path).best()
-        write_state(self.path, phase=phase, session_started_at=self.started_at, deadline=self.deadline,
-                    agent=self.agent_name, best_val_bpb=best, time_budget_s=self.cfg.time_budget_s, **extra)
+def _over(reason: str) -> str:
+    """The core's reason to stop, in the words an agent is told."""
+    return "the human stopped it with `harness stop`" if reason.startswith("stopping") else reason
 
 
 def _summary(rec: dict, sandbox: Path) -> str:
@@ -276,6 +263,12 @@ def _summary(rec: dict, sandbox: Path) -> str:
     parent = rec.get("parent_val_bpb")
     was = f" (best before: {parent:.6f})" if isinstance(parent, float) else ""
     text = f"outcome {rec['outcome']}, val_bpb {val}{was}, {'kept' if rec.get('status') == 'keep' else 'discarded'}"
+    if rec.get("steps"):
+        text += f" ({rec['steps']} steps, {rec.get('tokens_per_s') or 0:,.0f} tokens/s)"
+    if (rec.get("decision") or {}).get("reason"):
+        text += f"\ndecision: {rec['decision']['reason']}"
+    if rec.get("drift"):
+        text += f"\ndrift: the best moved from {rec['drift']['from']:.6f} to {rec['drift']['to']:.6f}"
     if rec.get("detail"):
         text += f"\n{rec['detail']}"
     if rec["outcome"] in CRASHES:

@@ -10,8 +10,9 @@ trajectory.jsonl complete and in agreement before the next experiment starts.
 3. settle the experiment named by the in-flight marker (:mod:`harness.inflight`), following the
    write order of :mod:`harness.experiment`: no commit yet -> the tree is reset and nothing is
    recorded (its number is used again); the run was cut short -> recorded ``interrupted`` (or,
-   with ``on_interrupted="rerun"``, run again once); decided -> trailers, branch move or reset and
-   row are completed from the record the marker holds. A HEAD still marked ``Status: running``
+   with ``on_interrupted="rerun"``, run again once); cut short during its confirmation runs ->
+   decided on the runs it had (not kept); decided -> trailers, branch move or reset and rows are
+   completed from the record the marker holds; a repeat of the best cut short -> nothing recorded. A HEAD still marked ``Status: running``
    with no marker (an older harness) is recorded ``interrupted`` too;
 4. check out the experiment branch and drop any half-written edit of a tracked file.
 
@@ -88,23 +89,35 @@ def reconcile(sandbox: Sandbox, ledger: Ledger, runner: ExperimentRunner,
 def _settle(marker: dict, sandbox: Sandbox, ledger: Ledger, runner: ExperimentRunner, on_interrupted: str,
             out: Reconciled) -> None:
     n = marker["experiment"]
+    if marker.get("phase") == "repeating":  # a repeat of HEAD writes nothing before its row: run it again when due
+        clear_marker(sandbox.path)
+        if any(r["experiment"] == n for r in ledger.records()):
+            return  # its row was written: only the marker was left
+        out.messages.append(f"re-measure {n} was cut short by an earlier stop; nothing recorded, its number is used "
+                            "again")
+        return
     head = parse_trailers(sandbox.head_message())
     committed = head.get("Experiment") == str(n) or n in sandbox.discarded_refs()
     row = next((r for r in ledger.records() if r["experiment"] == n), None)
     if marker.get("record"):
-        rec = runner.conclude(marker, ExperimentRecord.from_json(marker["record"]))
+        rec = runner.conclude(marker, ExperimentRecord.from_json(marker["record"]),
+                              [ExperimentRecord.from_json(r) for r in marker.get("extra", [])])
         out.messages.append(f"experiment {n} had ended ({rec.outcome}) when the harness stopped; its record is "
                             "now complete")
     elif row is not None:  # recorded already: only git may lag behind (a HEAD of an older harness)
-        runner.finish(n, marker["parent"], marker["description"], row["outcome"], row.get("val_bpb"),
-                      marker["parent_val_bpb"])
+        runner.finish(n, marker["parent"], marker["description"], ExperimentRecord.from_json(row))
         clear_marker(sandbox.path)
     elif not committed:
         clear_marker(sandbox.path)
         out.messages.append(f"experiment {n} was stopped before its commit: nothing ran; its number is used again")
+    elif marker.get("phase") == "confirming" and head.get("Status") == "running":
+        rows = runner.settle(marker, "the harness was stopped during a confirmation run")
+        out.messages.append(f"experiment {n} was stopped during its confirmation runs; decided on the "
+                            f"{len(marker['runs'])} run(s) it had: {rows[0].outcome}")
     elif head.get("Status") == "running" and on_interrupted == "rerun" and marker.get("attempts", 1) < 2:
         marker = {**marker, "phase": "running", "commit": sandbox.head(), "started_at": time.time(),
                   "attempts": marker.get("attempts", 1) + 1}
+        marker.pop("runs", None)
         write_marker(sandbox.path, marker)
         out.rerun = marker
         out.messages.append(f"experiment {n} was interrupted by an earlier stop; it runs again")
@@ -174,8 +187,9 @@ def verify(sandbox: Sandbox, ledger: Ledger) -> list[str]:
     - results.tsv holds exactly the rows of trajectory.jsonl, in order;
     - experiment numbers are 1, 2, 3 ... with none missing or repeated;
     - each experiment with a commit: its trailers carry its number and status; a kept one is on the
-      branch, a discarded or crashed one is ``refs/autoresearch/discarded/<n>``;
-    - no discarded ref without a row; the branch points at the best kept commit.
+      branch, a discarded or crashed one is ``refs/autoresearch/discarded/<n>``; a repeat
+      (confirmation, re-measure) names an earlier experiment and carries its commit;
+    - no discarded ref without a row; the branch points at the best (the last kept) commit.
     """
     problems = []
     if read_marker(sandbox.path) is not None:
@@ -195,10 +209,15 @@ def verify(sandbox: Sandbox, ledger: Ledger) -> list[str]:
         problems.append(f"experiment numbers are not contiguous from 1: {numbers}")
     refs = sandbox.discarded_refs()
     on_branch = set(sandbox.git.rev_list("HEAD").split())
+    commits = {r["experiment"]: r.get("commit") for r in records}
     for r in records:
         if r.get("commit") is None:
             continue
         n, status = r["experiment"], STATUS_OF[r["outcome"]]
+        if r.get("repeat_of"):
+            if commits.get(r["repeat_of"]) != r["commit"]:
+                problems.append(f"experiment {n} repeats #{r['repeat_of']} but names another commit")
+            continue
         trailers = parse_trailers(sandbox.repo.commit(r["commit"]).message)
         if trailers.get("Experiment") != str(n) or trailers.get("Status") != status:
             problems.append(f"experiment {n}: commit trailers say {trailers.get('Experiment')}/{trailers.get('Status')}")

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .control import Control
+from .decisions import best_estimate, noise
 from .ledger import RESULTS_NAME, Ledger
 from .state import is_running, read_state
 
@@ -63,13 +64,23 @@ def print_status(sandbox: Path, console: Console | None = None) -> None:
         console.print("not running" + (f" (last session ended {_ago(state.get('updated_at'))} ago)" if state else ""))
     counts = {s: sum(r["status"] == s for r in records) for s in ("keep", "discard", "crash")}
     console.print(f"experiments: {len(records)} ({counts['keep']} keep, {counts['discard']} discard, {counts['crash']} crash)")
-    best, commit = Ledger(sandbox).best()
-    if best is not None:
-        console.print(f"best val_bpb: {best:.6f} at {commit[:7]}")
+    est = best_estimate(records)
+    if est is not None:
+        console.print(f"best val_bpb: {est.val_bpb:.6f} at {(est.commit or '-------')[:7]} (experiment "
+                      f"{est.experiment}, mean of {est.runs} run{'s' if est.runs != 1 else ''})")
+    console.print(_noise_line(records))
+
+
+def _noise_line(records: list[dict]) -> str:
+    """``noise sd 0.0068 (12 runs of 4 files); 1 drift of the best`` for status and log."""
+    drifts = sum(1 for r in records if r.get("drift"))
+    return noise(records).text() + (f"; {drifts} drift{'s' if drifts != 1 else ''} of the best re-measured"
+                                    if drifts else "")
 
 
 def print_log(sandbox: Path, last: int | None = None, console: Console | None = None) -> None:
-    """Print results.tsv of ``sandbox`` as a table (the last ``last`` rows when given)."""
+    """Print results.tsv of ``sandbox`` as a table (the last ``last`` rows when given), with the
+    outcome, steps and tokens/s of each run from trajectory.jsonl, and the measured noise."""
     console = console or Console()
     path = Path(sandbox) / RESULTS_NAME
     if not path.exists():
@@ -77,12 +88,17 @@ def print_log(sandbox: Path, last: int | None = None, console: Console | None = 
         return
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
+    records = Ledger(sandbox).records()
     table = Table(title=str(path))
-    for col in ("#", "commit", "val_bpb", "memory_gb", "status", "description"):
-        table.add_column(col, justify="right" if col in ("#", "val_bpb", "memory_gb") else "left")
+    for col in ("#", "commit", "val_bpb", "memory_gb", "status", "outcome", "steps", "tok/s", "description"):
+        table.add_column(col, justify="right" if col in ("#", "val_bpb", "memory_gb", "steps", "tok/s") else "left")
     numbered = list(enumerate(rows, 1))
     for i, row in numbered[-last:] if last else numbered:
+        rec = records[i - 1] if i <= len(records) else {}
         style = STATUS_STYLE.get(row.get("status", ""), "")
+        tps = rec.get("tokens_per_s")
         table.add_row(str(i), row.get("commit", ""), row.get("val_bpb", ""), row.get("memory_gb", ""),
-                      f"[{style}]{row.get('status', '')}[/]", row.get("description", ""))
+                      f"[{style}]{row.get('status', '')}[/]", rec.get("outcome", ""), str(rec.get("steps") or ""),
+                      f"{tps:,.0f}" if tps else "", row.get("description", ""))
     console.print(table)
+    console.print(_noise_line(records))

@@ -163,6 +163,23 @@ class RunResult:
         log_path: the run's log file.
         log_tail: the last lines of the log (crash tracebacks), at most ~4 KB.
         detail: one line saying why a failed run failed.
+
+    What the run did, from the trusted result file (None when there is no valid one, or it lacks
+    the key):
+        steps: training batches drawn from prepare's "train" dataloader before evaluate_bpb
+            (``train_batches``; the template train.py draws one ahead, so optimizer steps + 1).
+        tokens: training tokens in those batches (``train_tokens``, batch size x sequence length
+            each).
+        tokens_per_s: ``tokens / train_s``, training tokens per second.
+        mfu: model FLOPs utilisation, a fraction of the GPU's dense bf16 peak
+            (:func:`harness.gpu.mfu`, ``6 * num_params * tokens_per_s / peak``); None off CUDA or
+            on a GPU that :data:`harness.gpu.PEAK_BF16_FLOPS` does not know.
+        gpu_clock_mhz: mean SM clock of the GPU during the run, MHz, sampled about once a second
+            through NVML by the runner (start-up and evaluation included); None without a GPU or
+            without ``pynvml``.
+        num_params: parameters of the evaluated model (sum of ``numel``).
+        device_name: the CUDA device's name (e.g. "NVIDIA H100 80GB HBM3"), else the device
+            ("cpu", "mps").
     """
 
     outcome: str
@@ -174,6 +191,13 @@ class RunResult:
     log_path: Path
     log_tail: str
     detail: str = ""
+    steps: Optional[int] = None
+    tokens: Optional[int] = None
+    tokens_per_s: Optional[float] = None
+    mfu: Optional[float] = None
+    gpu_clock_mhz: Optional[float] = None
+    num_params: Optional[int] = None
+    device_name: Optional[str] = None
 
 
 def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -289,6 +313,11 @@ def run_experiment(
     if prefix:
         limits["RLIMIT_NPROC"] = NPROC_LIMIT
     argv = [*prefix, sys.executable, "-I", "-S", str(_SHIM), json.dumps(limits), "--", *resolve_command(command)]
+    clock = None
+    if _gpu_present():
+        from .gpu import ClockSampler
+
+        clock = ClockSampler()
     start = time.monotonic()
     timed_out = False
     with open(log_path, "wb") as log:
@@ -302,6 +331,8 @@ def run_experiment(
                     proc.returncode = os.waitstatus_to_exitcode(status)
                     break
                 elapsed = time.monotonic() - start
+                if clock is not None:
+                    clock.sample()  # at most once a second, a no-op without NVML
                 if on_tick:
                     on_tick(elapsed)
                 if elapsed > hard_limit_s and not timed_out:
@@ -318,26 +349,59 @@ def run_experiment(
         finally:
             _kill_group(proc.pid, signal.SIGKILL)  # stray descendants of a finished run
             sweep_marked(marker)  # and those that left the group (setsid) outside a PID namespace
+            if clock is not None:
+                clock.close()
     wall_s = time.monotonic() - start
     code = proc.returncode
     if "--pid" in prefix and 128 < code <= 128 + 64:
         code = 128 - code  # the shim, as process 1, reports "killed by signal n" as 128 + n
     maxrss_gb = (rusage.ru_maxrss * 1024 / 1e9) if rusage else 0.0  # ru_maxrss is KiB on Linux
     return classify(code, timed_out, wall_s, log_path, result_path, time_budget_s,
-                    over_budget_tolerance_s, hard_limit_s, maxrss_gb)
+                    over_budget_tolerance_s, hard_limit_s, maxrss_gb,
+                    gpu_clock_mhz=clock.mean_mhz() if clock is not None else None)
+
+
+def _count(data: dict, key: str) -> Optional[int]:
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _usage(data: Optional[dict], train_s) -> dict:
+    """The RunResult fields that say what the run did, from the result file's ``train_batches``,
+    ``train_tokens``, ``num_params`` and ``device_name`` (None for each one missing or malformed)."""
+    from .gpu import mfu
+
+    if not data:
+        return {}
+    tokens, num_params = _count(data, "train_tokens"), _count(data, "num_params")
+    device_name = data.get("device_name") if isinstance(data.get("device_name"), str) else None
+    tokens_per_s = None
+    if tokens is not None and isinstance(train_s, (int, float)) and math.isfinite(train_s) and train_s > 0:
+        tokens_per_s = tokens / train_s
+    return {"steps": _count(data, "train_batches"), "tokens": tokens, "tokens_per_s": tokens_per_s,
+            "mfu": mfu(num_params, tokens_per_s, device_name), "num_params": num_params,
+            "device_name": device_name}
 
 
 def classify(exit_code, timed_out, wall_s, log_path, result_path, time_budget_s,
-             over_budget_tolerance_s, hard_limit_s, maxrss_gb) -> RunResult:
-    """Turn an exit status, the result file and the log into a :class:`RunResult` outcome."""
+             over_budget_tolerance_s, hard_limit_s, maxrss_gb, gpu_clock_mhz=None) -> RunResult:
+    """Turn an exit status, the result file and the log into a :class:`RunResult` outcome.
+
+    ``wall_s``, ``time_budget_s``, ``over_budget_tolerance_s``, ``hard_limit_s`` in seconds,
+    ``maxrss_gb`` in GB (the child's peak resident set size), ``gpu_clock_mhz`` the mean SM clock
+    in MHz (None when not sampled). The fields saying what the run did (steps, tokens,
+    tokens_per_s, mfu, num_params, device_name) come from the result file whenever it holds a
+    valid score, whatever the outcome."""
     tail = _tail(log_path)
     data, why = _read_result(result_path)
     train_s = data.get("train_s") if data else None
     vram_mb = float(data.get("peak_vram_mb") or 0.0) if data else 0.0
     mem_gb = vram_mb / 1024 if vram_mb > 0 else maxrss_gb
+    usage = _usage(data, train_s)
 
     def result(outcome, detail="", val=None):
-        return RunResult(outcome, val, exit_code, wall_s, train_s, mem_gb, log_path, tail, detail)
+        return RunResult(outcome, val, exit_code, wall_s, train_s, mem_gb, log_path, tail, detail,
+                         gpu_clock_mhz=gpu_clock_mhz, **usage)
 
     if timed_out:
         return result("timeout", f"killed after the hard limit of {hard_limit_s:.0f} s")

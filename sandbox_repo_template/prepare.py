@@ -316,6 +316,8 @@ def prepare(corpus: str = CORPUS) -> Path:
 
 _split_cache: dict[str, torch.Tensor] = {}
 _train_started_at: float | None = None  # perf_counter() at the first yielded training batch
+_train_batches = 0  # batches yielded by every "train" dataloader so far
+_train_tokens = 0  # tokens in them: B * T per batch (the targets; x and y are both (B, T))
 _eval_calls = 0
 # References captured when prepare is imported (before train.py can change anything): the metric is
 # computed with these, and evaluate_bpb reports any that were replaced since (tamper detection).
@@ -347,7 +349,8 @@ def make_dataloader(tokenizer: Tokenizer, B: int, T: int, split: str, device=Non
     """Infinite generator of (x, y, epoch): x, y int64 tensors of shape (B, T) on `device` (None:
     cuda, then mps, then cpu), y = x shifted by one token; epoch counts passes over the split (1-based).
     "train" draws random contiguous windows (torch's global RNG); "val" takes consecutive windows
-    from the start of the validation tokens, deterministically. Raises ValueError for an unknown
+    from the start of the validation tokens, deterministically. Training batches are counted for
+    the result file (see evaluate_bpb). Raises ValueError for an unknown
     split or a split shorter than T + 1 tokens, PrepareError when the corpus is not prepared."""
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -358,7 +361,12 @@ def make_dataloader(tokenizer: Tokenizer, B: int, T: int, split: str, device=Non
 
 
 def _batches(data: torch.Tensor, B: int, T: int, split: str, device: torch.device):
-    global _train_started_at
+    """The generator behind make_dataloader. For split "train" it counts, in module globals, the
+    batches it yields (`_train_batches`) and their tokens (`_train_tokens`, B * T a batch) and
+    stamps the first one (`_train_started_at`); evaluate_bpb reports the counts as they stand when
+    it is called. A batch counts once it is handed out, whether or not an optimizer step uses it:
+    the template train.py draws one batch ahead, so for it train_batches = optimizer steps + 1."""
+    global _train_started_at, _train_batches, _train_tokens
     n, cols, windows = data.numel(), torch.arange(T + 1), torch.arange(0, data.numel() - T, T)
     for i in itertools.count(0, B):  # i: windows drawn so far
         if split == "train":
@@ -367,8 +375,10 @@ def _batches(data: torch.Tensor, B: int, T: int, split: str, device: torch.devic
             starts, epoch = windows[(i + torch.arange(B)) % len(windows)], 1 + i // len(windows)
         rows = data[starts[:, None] + cols]
         rows = (rows.pin_memory() if device.type == "cuda" else rows).to(device, non_blocking=True)
-        if split == "train" and _train_started_at is None:
-            _train_started_at = _perf_counter()
+        if split == "train":
+            if _train_started_at is None:
+                _train_started_at = _perf_counter()
+            _train_batches, _train_tokens = _train_batches + 1, _train_tokens + int(B) * int(T)
         yield rows[:, :-1].contiguous(), rows[:, 1:].contiguous(), epoch
 
 
@@ -415,12 +425,22 @@ def evaluate_bpb(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: int) 
     the metric uses against references captured at import, and the tokenizer's byte counts against
     the prepared token_bytes.json (which the metric uses). Writes the result JSON (with ``causal``,
     ``causality_max_diff``, ``tampered``, ``eval_calls``) to $AUTORESEARCH_RESULT_FILE when set.
+
+    The result also records what the run did, counted here rather than taken from train.py's
+    printout: ``train_s`` (seconds from the first training batch to this call), ``train_batches``
+    and ``train_tokens`` (batches, and B * T tokens each, yielded by the "train" dataloaders up to
+    this call; batches drawn afterwards do not count; the template train.py draws one batch ahead,
+    so for it train_batches = optimizer steps + 1), ``num_params`` (sum of numel over
+    ``model.parameters()``, shared tensors once) and ``device_name`` (the CUDA device's name, e.g.
+    "NVIDIA H100 80GB HBM3", else the device as a string, e.g. "cpu").
     Returns nan when the loss is not finite."""
     global _eval_calls
     t0, _eval_calls = _perf_counter(), _eval_calls + 1
+    train_batches, train_tokens = _train_batches, _train_tokens  # as of this call
     tampered = _tampered()
     train_s = None if _train_started_at is None else t0 - _train_started_at
     device = next(model.parameters()).device
+    num_params = sum(p.numel() for p in model.parameters())
     val, T, V = _tokens("val"), MAX_SEQ_LEN, tokenizer.get_vocab_size()
     n = min(EVAL_TOKENS, val.numel() - 1)
     # the bytes per token come from the prepared data, never from the object train.py passes in
@@ -458,11 +478,14 @@ def evaluate_bpb(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: int) 
     result_file = os.environ.get("AUTORESEARCH_RESULT_FILE") or _RESULT_FILE
     if result_file:
         peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0
+        device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
         _atomic_write(Path(result_file), json.dumps({
             "val_bpb": bpb if math.isfinite(bpb) else None, "eval_tokens": counted, "eval_bytes": nbytes,
             "eval_s": _perf_counter() - t0, "train_s": train_s, "eval_calls": _eval_calls,
             "causal": causal_diff <= causal_tolerance, "causality_max_diff": causal_diff, "tampered": tampered,
-            "device": str(device), "peak_vram_mb": peak, "corpus": CORPUS}).encode())
+            "device": str(device), "peak_vram_mb": peak, "corpus": CORPUS,
+            "train_batches": train_batches, "train_tokens": train_tokens, "num_params": num_params,
+            "device_name": device_name}).encode())
     return bpb
 
 

@@ -41,6 +41,18 @@ def corpus_dir(tmp_path_factory) -> Path:
     return d
 
 
+#: the [policy] most plumbing tests use: greedy keep, the baseline once
+GREEDY_ONCE = {"keep": '"greedy"', "baseline_runs": "1"}
+
+
+def set_policy(toml: str, settings: dict) -> str:
+    """Rewrite ``[policy]`` settings of a harness.toml text (values as TOML literals)."""
+    for name, value in settings.items():
+        toml, n = re.subn(rf"^{name} = \S+", f"{name} = {value}", toml, flags=re.M)
+        assert n == 1, name
+    return toml
+
+
 def set_knobs(source: str, **values: str) -> str:
     """Rewrite ``NAME = value`` lines of train.py (test helper; the harness uses libcst)."""
     for name, value in values.items():
@@ -53,15 +65,18 @@ def set_knobs(source: str, **values: str) -> str:
 def make_sandbox(tmp_path, corpus_dir):
     """Factory: a prepared sandbox with a tiny model committed by the 'human' before the run.
 
-    Args of the factory: ``time_budget_s`` (default 2), ``allowance_s`` (default 60) and knob
+    Args of the factory: ``time_budget_s`` (default 2), ``allowance_s`` (default 60), ``policy``
+    (``[policy]`` settings to write; default ``GREEDY_ONCE``: Karpathy's rule and one baseline run,
+    which the tests of the loop's plumbing count on; ``{}`` keeps harness init's defaults) and knob
     overrides for train.py.
     """
 
-    def make(time_budget_s: int = 2, allowance_s: float = 60, name: str = "sbx", **knobs):
+    def make(time_budget_s: int = 2, allowance_s: float = 60, name: str = "sbx", policy: dict | None = None,
+             **knobs):
         dest = tmp_path / name
         cfg = create_sandbox(dest, str(corpus_dir), time_budget_s, "test")
-        toml = (dest / "harness.toml").read_text()
-        (dest / "harness.toml").write_text(re.sub(r"allowance_s = \S+", f"allowance_s = {allowance_s}", toml))
+        toml = re.sub(r"allowance_s = \S+", f"allowance_s = {allowance_s}", (dest / "harness.toml").read_text())
+        (dest / "harness.toml").write_text(set_policy(toml, GREEDY_ONCE if policy is None else policy))
         sb = Sandbox(dest, cfg.branch)
         train = set_knobs(sb.read("train.py"), **{**TINY, **knobs})
         sb.commit_files({"train.py": train, "harness.toml": (dest / "harness.toml").read_text()}, "tiny model for tests")

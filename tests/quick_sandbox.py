@@ -40,10 +40,12 @@ def quick_sandbox(make_sandbox):
     """Factory: ``quick_sandbox(mode="score", sleep_s=0.3)``: a sandbox whose command is
     ``python fake_train.py``. Modes: ``score`` (sleep up to ``sleep_s``, crash on 1 text in 7),
     ``slow`` (sleep ``sleep_s``, then score), ``preempt_once`` (SIGKILL itself on the first run),
-    ``oom`` (print an out-of-memory error, then SIGKILL itself)."""
+    ``oom`` (print an out-of-memory error, then SIGKILL itself). ``policy``: ``[policy]`` settings
+    as for ``make_sandbox``. A repeat with another seed changes train.py's text, so it scores
+    differently: seeds look like noise of sd ~0.03."""
 
-    def make(mode: str = "score", sleep_s: float = 0.3, name: str = "quick") -> Path:
-        sandbox = make_sandbox(time_budget_s=1, allowance_s=30, name=name)
+    def make(mode: str = "score", sleep_s: float = 0.3, name: str = "quick", policy: dict | None = None) -> Path:
+        sandbox = make_sandbox(time_budget_s=1, allowance_s=30, name=name, policy=policy)
         toml = re.sub(r"command = \[.*\]", 'command = ["python", "fake_train.py"]',
                       (sandbox / "harness.toml").read_text())
         sb = Sandbox(sandbox, "autoresearch/test")

@@ -9,6 +9,7 @@ import pytest
 
 from harness.agents.base import AgentError, Context
 from harness.agents.local import LocalAgent, history_lines, program_goal
+from harness.decisions import file_key
 from harness.knobs import find_knobs
 from harness.patch import apply_unified_diff
 
@@ -19,6 +20,13 @@ PROGRAM = (Path(__file__).resolve().parent.parent / "program.md").read_text()
 def context(history=(), source=TEMPLATE):
     return Context(experiment=len(history) + 1, program=PROGRAM, files={"train.py": source},
                    history=list(history), best_val_bpb=2.5)
+
+
+def ran(n, prop, **fields):
+    """The trajectory object of experiment ``n`` that ran proposal ``prop`` on the template."""
+    new = apply_unified_diff(prop.diff, {"train.py": TEMPLATE}, ["train.py"])["train.py"]
+    return {"experiment": n, "outcome": "not_improved", "val_bpb": 2.6, "description": prop.description,
+            "knob": prop.knob, "file_key": file_key({"train.py": new}), "run_s": 1.0, **fields}
 
 
 class Replay:
@@ -57,7 +65,7 @@ def test_junk_output_is_retried_with_the_reason_then_fails_as_agent_error():
 
 def test_tried_moves_are_left_out_of_the_schema():
     first = LocalAgent(Replay(json.dumps({"knob": "DEPTH", "action": "+1", "reason": "deeper"}))).propose(context())
-    history = [{"experiment": 2, "outcome": "not_improved", "val_bpb": 2.6, "knob": first.knob}]
+    history = [ran(2, first)]
     model = Replay(json.dumps({"knob": "DEPTH", "action": "-1", "reason": "shallower"}))
     LocalAgent(model).propose(context(history))
     depth = [b for b in model.requests[0][1]["anyOf"] if b["properties"]["knob"]["const"] == "DEPTH"][0]
@@ -66,12 +74,27 @@ def test_tried_moves_are_left_out_of_the_schema():
 
 def test_a_repeated_change_is_refused_and_finally_replaced_by_an_untried_one():
     first = LocalAgent(Replay(json.dumps({"knob": "DEPTH", "action": "+1", "reason": "deeper"}))).propose(context())
-    history = [{"experiment": 2, "outcome": "not_improved", "val_bpb": 2.6, "description": first.description,
-                "knob": first.knob}]
+    history = [ran(2, first)]
     again = json.dumps({"knob": "DEPTH", "action": "+1", "reason": "deeper"})
     prop = LocalAgent(Replay(again, again, again), seed=0).propose(context(history))
-    assert prop.knob["file_sha"] != first.knob["file_sha"]
+    assert ran(3, prop)["file_key"] != history[0]["file_key"]
     assert "harness picked an untried one" in prop.knob["reason"]
+
+
+def test_moves_that_reach_the_same_file_are_offered_once_and_never_after_it_ran():
+    one = TEMPLATE.replace("DEPTH = 4 ", "DEPTH = 1 ")
+    model = Replay(json.dumps({"knob": "DEPTH", "action": "double", "reason": "deeper"}))
+    prop = LocalAgent(model).propose(context(source=one))
+    depth = [b for b in model.requests[0][1]["anyOf"] if b["properties"]["knob"]["const"] == "DEPTH"][0]
+    # DEPTH 1 -> 2 by x1.4, double or +1 is one file: one of those moves is offered
+    assert sum(a in depth["properties"]["action"]["enum"] for a in ("x1.4", "double", "+1")) == 1
+    two = apply_unified_diff(prop.diff, {"train.py": one}, ["train.py"])["train.py"]
+    history = [{"experiment": 2, "outcome": "not_improved", "val_bpb": 2.6, "run_s": 1.0,
+                "file_key": file_key({"train.py": two.replace("# transformer blocks", "")})}]
+    model = Replay(json.dumps({"knob": "N_EMBD", "action": "double", "reason": "wider"}))
+    LocalAgent(model).propose(context(history, source=one))
+    depth = [b for b in model.requests[0][1]["anyOf"] if b["properties"]["knob"]["const"] == "DEPTH"][0]
+    assert not {"x1.4", "double", "+1"} & set(depth["properties"]["action"]["enum"]), "DEPTH 2 ran already"
 
 
 def test_history_is_compacted_to_keep_the_prompt_flat():
@@ -95,6 +118,5 @@ def test_the_real_smollm2_picks_knob_changes_that_apply():
         assert new != TEMPLATE and prop.format == "knob"
         assert "harness picked" not in prop.knob["reason"]  # the schema makes the model's own pick valid
         assert prop.usage.llm_calls >= 1 and prop.usage.prompt_tokens > 200
-        history.append({"experiment": n, "outcome": "not_improved", "val_bpb": 2.6,
-                        "description": prop.description, "knob": prop.knob})
-    assert history[0]["knob"]["file_sha"] != history[1]["knob"]["file_sha"]
+        history.append(ran(n, prop))
+    assert history[0]["file_key"] != history[1]["file_key"]

@@ -73,7 +73,8 @@ def test_sigkill_at_any_instant_then_restart_keeps_the_record_complete_and_true(
     seed = int(os.environ.get("FAULT_SEED", random.randrange(1_000_000)))
     print(f"FAULT_SEED={seed}")
     rng = random.Random(seed)
-    sandbox = quick_sandbox(mode="score", sleep_s=0.4)
+    # the default noise-aware policy: kills also fall in baseline repeats, confirmation runs and re-measures
+    sandbox = quick_sandbox(mode="score", sleep_s=0.4, policy={"remeasure_every": "6"})
     plan = [("point", p) for p in POINTS for _ in range(2)] + [("random", None)] * RANDOM_KILLS
     rng.shuffle(plan)
     seen, kills, repaired, t0 = [], 0, [], time.monotonic()
@@ -103,6 +104,7 @@ def test_sigkill_at_any_instant_then_restart_keeps_the_record_complete_and_true(
     assert kills >= 30 and len(seen) >= MIN_EXPERIMENTS
     assert {"interrupted", "improved", "not_improved", "crash", "llm_error", "patch_failed"} <= set(outcomes)
     assert {phase for phase, _ in repaired} >= {"committing", "running", "deciding"}
+    assert {"confirmation", "remeasure"} <= set(outcomes), "the noise policy's own runs were exercised"
     assert any(decided for _, decided in repaired), "no kill fell between the decision and the row"
 
 

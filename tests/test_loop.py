@@ -149,7 +149,7 @@ def test_local_agent_runs_two_knob_experiments_with_the_real_smollm2(make_sandbo
         assert t["llm_calls"] >= 1 and t["prompt_tokens"] > 200 and t["llm_s"] > 0
         assert t["outcome"] in ("improved", "not_improved", "crash", "oom", "nan", "timeout")
         assert t["knob"]["knob"] in t["description"]
-    assert traj[1]["knob"]["file_sha"] != traj[2]["knob"]["file_sha"]
+    assert traj[1]["file_key"] != traj[2]["file_key"]
     repo = git.Repo(sandbox)
     assert repo.git.status("--porcelain") == ""
     kept = [t for t in traj if t["status"] == "keep"]

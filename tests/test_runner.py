@@ -211,3 +211,43 @@ def test_what_the_trusted_evaluation_reports_makes_an_integrity_violation(tmp_pa
     code = f"import json, os\njson.dump({payload!r}, open(os.environ['AUTORESEARCH_RESULT_FILE'], 'w'))\n"
     res = run(tmp_path, code)
     assert res.outcome == "integrity_violation" and message in res.detail
+
+
+def test_what_the_run_did_comes_from_the_result_file(tmp_path):
+    payload = {"val_bpb": 1.5, "train_s": 4.0, "peak_vram_mb": 2048.0, "eval_calls": 1, "causal": True,
+               "train_batches": 11, "train_tokens": 11 * 4 * 64, "num_params": 10**9,
+               "device_name": "NVIDIA H100 80GB HBM3"}
+    code = f"import json, os\njson.dump({payload!r}, open(os.environ['AUTORESEARCH_RESULT_FILE'], 'w'))\n"
+    res = run(tmp_path, code)
+    assert res.outcome == "ok" and res.steps == 11 and res.tokens == 2816
+    assert res.tokens_per_s == pytest.approx(2816 / 4.0) and res.num_params == 10**9
+    assert res.device_name == "NVIDIA H100 80GB HBM3" and res.mfu == pytest.approx(6e9 * 704 / 989e12)
+
+
+def test_result_files_without_the_usage_keys_leave_the_fields_none(tmp_path):
+    from harness.runner import classify
+
+    log, result = tmp_path / "run.log", tmp_path / "metrics.json"
+    log.write_text("")
+    result.write_text(json.dumps({"val_bpb": 1.0, "train_s": 0.0, "train_batches": True, "train_tokens": -5,
+                                  "num_params": "many", "device_name": 3}))
+    res = classify(0, False, 1.0, log, result, 5, 10, 20, 0.1, gpu_clock_mhz=1755.0)
+    assert res.outcome == "ok" and res.gpu_clock_mhz == 1755.0
+    assert (res.steps, res.tokens, res.tokens_per_s, res.mfu, res.num_params, res.device_name) == (None,) * 6
+    result.unlink()
+    res = classify(0, False, 1.0, log, result, 5, 10, 20, 0.1)
+    assert res.outcome == "missing_metric" and res.steps is None and res.gpu_clock_mhz is None
+
+
+def test_the_runner_samples_the_gpu_clock_where_a_gpu_is_present(tmp_path, monkeypatch):
+    from tests.test_gpu import fake_nvml
+
+    import harness.runner as runner
+
+    monkeypatch.setattr(runner, "_gpu_present", lambda: True)
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(clocks=[1500]))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    res = run(tmp_path, "import time; time.sleep(1.3)\n" + write_result(1.0), memory_limit_gb=None)
+    assert res.outcome == "ok" and res.gpu_clock_mhz == 1500.0
+    monkeypatch.setattr(runner, "_gpu_present", lambda: False)  # no device node: no sampler
+    assert run(tmp_path, write_result(1.0)).gpu_clock_mhz is None

@@ -222,12 +222,19 @@ def test_result_file_is_written_atomically_with_every_field(prep, tmp_path, monk
     tok = prep.Tokenizer.from_directory()
     model = UniformModel(tok.get_vocab_size())
     first = prep.evaluate_bpb(model, tok, 4)
-    assert json.loads(out.read_text())["train_s"] is None  # no training batch was drawn yet
-    next(prep.make_dataloader(tok, 2, 8, "train", device="cpu"))
+    data = json.loads(out.read_text())
+    assert data["train_s"] is None and data["train_batches"] == data["train_tokens"] == 0  # no training batch yet
+    loader = prep.make_dataloader(tok, 2, 8, "train", device="cpu")
+    next(loader)
+    next(prep.make_dataloader(tok, 4, 16, "val"))  # validation batches are not counted
     prep.evaluate_bpb(model, tok, 4)
+    next(loader)  # drawn after the evaluation: not in its result
     data = json.loads(out.read_text())
     assert set(data) == {"val_bpb", "eval_tokens", "eval_bytes", "eval_s", "train_s", "eval_calls", "device",
-                         "peak_vram_mb", "corpus", "causal", "causality_max_diff", "tampered"}
+                         "peak_vram_mb", "corpus", "causal", "causality_max_diff", "tampered",
+                         "train_batches", "train_tokens", "num_params", "device_name"}
+    assert data["train_batches"] == 1 and data["train_tokens"] == 2 * 8
+    assert data["num_params"] == 1 and data["device_name"] == "cpu"  # UniformModel: one dummy parameter
     assert data["causal"] is True and data["causality_max_diff"] == 0.0 and data["tampered"] == []
     assert data["val_bpb"] == pytest.approx(first) and data["eval_calls"] == 2 and data["device"] == "cpu"
     assert data["eval_tokens"] > 0 and data["eval_bytes"] > data["eval_tokens"] and data["peak_vram_mb"] == 0.0
@@ -286,7 +293,8 @@ def set_line(source: str, name: str, value: str) -> str:
     return source
 
 
-def run_train(tmp_path, prepared, time_budget: int = 2, **knobs: str) -> tuple[subprocess.CompletedProcess, Path]:
+def train_sandbox(tmp_path, prepared, time_budget: int = 2, **knobs: str) -> Path:
+    """A copy of the template on the small corpus with TIME_BUDGET and train.py knobs set."""
     cache, corpus, _ = prepared
     sandbox = tmp_path / "sandbox"
     shutil.copytree(TEMPLATE, sandbox, ignore=shutil.ignore_patterns("__pycache__"))
@@ -297,23 +305,48 @@ def run_train(tmp_path, prepared, time_budget: int = 2, **knobs: str) -> tuple[s
     for name, value in knobs.items():
         train_src = set_line(train_src, name, value)
     (sandbox / "train.py").write_text(train_src)
+    return sandbox
+
+
+def run_train(tmp_path, prepared, time_budget: int = 2, **knobs: str) -> tuple[subprocess.CompletedProcess, Path]:
+    cache = prepared[0]
+    sandbox = train_sandbox(tmp_path, prepared, time_budget, **knobs)
     result = sandbox / "metrics.json"
     env = {**os.environ, "AUTORESEARCH_CACHE": str(cache), "AUTORESEARCH_RESULT_FILE": str(result)}
     proc = subprocess.run([sys.executable, "train.py"], cwd=sandbox, env=env, capture_output=True, text=True, timeout=300)
     return proc, result
 
 
-def test_train_py_runs_end_to_end_and_reports_the_summary_block(tmp_path, prepared):
-    proc, result = run_train(tmp_path, prepared, time_budget=2)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    summary = proc.stdout.split("\n---\n", 1)[1]
+def test_train_py_runs_end_to_end_and_reports_the_summary_block(tmp_path, prepared, monkeypatch):
+    """A real run of the template through the harness's runner: the summary train.py prints, and
+    what the runner records from the trusted result file (steps, tokens, throughput, model size)."""
+    from harness.runner import run_experiment
+
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(prepared[0]))
+    sandbox = train_sandbox(tmp_path, prepared, time_budget=2)
+    res = run_experiment(["python", "train.py"], sandbox, sandbox / "runs" / "1", 2, 240)
+    stdout = res.log_path.read_text()
+    assert res.outcome == "ok" and res.exit_code == 0, stdout
+    summary = stdout.split("\n---\n", 1)[1]
     fields = dict(re.findall(r"^(\w+):\s+(\S+)$", summary, flags=re.M))
     assert {"val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "num_steps", "num_params_M"} <= set(fields)
-    data = json.loads(result.read_text())
+    data = json.loads((res.log_path.parent / "metrics.json").read_text())
     assert data["eval_calls"] == 1 and abs(float(fields["val_bpb"]) - data["val_bpb"]) < 1e-6
     assert data["causal"] is True and data["tampered"] == []  # the template's GPT passes its own checks
     assert 2 <= float(fields["training_seconds"]) < 10 and data["train_s"] >= 2
-    assert 0 < data["val_bpb"] < 20
+    assert 0 < data["val_bpb"] < 20 and res.val_bpb == data["val_bpb"]
+    # what the run did, counted by prepare.py: the template draws one batch ahead of its steps
+    batch_size = int(re.search(r"^BATCH_SIZE = (\d+)", (sandbox / "train.py").read_text(), re.M)[1])
+    seq_len = int(re.search(r"^MAX_SEQ_LEN = (\d+)", (sandbox / "prepare.py").read_text(), re.M)[1])
+    assert res.steps == data["train_batches"] == int(fields["num_steps"]) + 1 > 1
+    assert res.tokens == data["train_tokens"] == res.steps * batch_size * seq_len
+    assert res.tokens_per_s == pytest.approx(res.tokens / res.train_s)
+    printed = int(fields["num_steps"]) * batch_size * seq_len / float(fields["training_seconds"])  # first step left out
+    assert 0.2 < res.tokens_per_s / printed < 2  # same throughput, give or take the warm-up step
+    assert res.num_params == data["num_params"] and abs(res.num_params / 1e6 - float(fields["num_params_M"])) <= 0.005
+    if not torch.cuda.is_available():
+        assert res.device_name == "cpu" and res.mfu is None
+    assert res.gpu_clock_mhz is None or res.gpu_clock_mhz > 0
 
 
 def test_train_py_runs_with_odd_knob_values(tmp_path, prepared):

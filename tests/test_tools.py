@@ -85,7 +85,7 @@ def test_list_and_show_experiments_read_the_ledger_and_the_run_folder(tmp_path):
     (run / "proposal.diff").write_text("--- a/train.py\n+++ b/train.py\n")
     b = box(tmp_path, history)
     listing = b.call("list_experiments", {"last_n": 5}).text
-    assert "best val_bpb 2.300000 (experiment 1)" in listing and "#2 crash - boom" in listing
+    assert "best val_bpb 2.300000 (experiment 1, mean of 1 run)" in listing and "#2 crash - boom" in listing
     shown = b.call("show_experiment", {"n": 2}).text
     assert "RuntimeError: boom" in shown and "--- a/train.py" in shown and "exited with code 1" in shown
     assert b.call("show_experiment", {"n": 9}).is_error

@@ -19,22 +19,30 @@ MAX_LOG_CHARS = 3000
 
 
 def experiment_line(rec: dict, width: int = 100) -> str:
-    """``#7 improved 2.101234 lower LR ...``: one experiment in one line, description cut to ``width``."""
+    """``#7 improved 2.101234 [mean 2.1010 of 3 runs] 412 steps lower LR ...``: one experiment in
+    one line (the mean of a confirmed candidate's runs and the steps it trained when known),
+    description cut to ``width``."""
     val = f"{rec['val_bpb']:.6f}" if rec.get("val_bpb") is not None else "-"
+    decision = rec.get("decision") or {}
+    extra = f" [mean {decision['mean_val_bpb']:.6f} of {decision['runs']} runs]" if decision.get("mean_val_bpb") else ""
+    if rec.get("steps"):
+        extra += f" {rec['steps']} steps"
     desc = " ".join(str(rec.get("description", "")).split())
     if len(desc) > width:
         desc = desc[:max(width - 3, 0)] + "..."
-    return f"#{rec['experiment']} {rec['outcome']} {val} {desc}".rstrip()
+    return f"#{rec['experiment']} {rec['outcome']} {val}{extra} {desc}".rstrip()
 
 
 def list_experiments(history: list[dict], last_n: int | None = 20) -> str:
     """The last ``last_n`` experiments (all when None), one line each, with the best so far on top."""
     if not history:
         return "no experiments yet"
+    from harness.decisions import best_estimate, noise
+
     n = max(1, int(last_n)) if last_n else len(history)
-    kept = [r for r in history if r.get("status") == "keep" and r.get("val_bpb") is not None]
-    best = min(kept, key=lambda r: r["val_bpb"]) if kept else None
-    head = [f"{len(history)} experiments; best val_bpb {best['val_bpb']:.6f} (experiment {best['experiment']})"
+    best = best_estimate(history)
+    head = [f"{len(history)} experiments; best val_bpb {best.val_bpb:.6f} (experiment {best.experiment}, mean of "
+            f"{best.runs} run{'s' if best.runs != 1 else ''}); {noise(history).text()}"
             if best else f"{len(history)} experiments; none kept yet"]
     if n < len(history):
         head.append(f"(showing the last {n}; ask for more with last_n)")
@@ -87,6 +95,16 @@ def show_experiment(sandbox: Path | None, history: list[dict], n: int) -> str:
         f"{rec['val_bpb'] if rec.get('val_bpb') is not None else '-'}, parent val_bpb: {parent if parent is not None else '-'}",
         f"format: {rec.get('proposal_format') or '-'}, commit: {rec.get('commit') or 'none (never ran)'}",
     ]
+    if rec.get("steps"):
+        parts.append(f"trained: {rec['steps']} steps, {rec.get('tokens') or 0:,} tokens, "
+                     f"{rec.get('tokens_per_s') or 0:,.0f} tokens/s in {rec.get('train_s') or 0:.1f} s"
+                     + (f", seed {rec['seed']}" if rec.get("seed") is not None else ""))
+    if rec.get("repeat_of"):
+        parts.append(f"a repeat of experiment {rec['repeat_of']} (same file)")
+    if (rec.get("decision") or {}).get("reason"):
+        parts.append(f"decision: {rec['decision']['reason']}")
+    if rec.get("drift"):
+        parts.append(f"drift: the best re-measured at {rec['drift']['to']:.6f}, its figure was {rec['drift']['from']:.6f}")
     if rec.get("detail"):
         parts.append(f"detail: {rec['detail'][:1500]}")
     diff = experiment_diff(sandbox, rec)

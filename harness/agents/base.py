@@ -73,6 +73,7 @@ class Context:
         notes: the agent's notes.md (may be empty).
         sandbox: the sandbox folder, for agents whose tools read logs, diffs and notes there
             (None: the agent works from this context alone).
+        noise: the measured noise of val_bpb (:class:`harness.decisions.Noise`), or None.
     """
 
     experiment: int
@@ -82,6 +83,7 @@ class Context:
     best_val_bpb: Optional[float]
     notes: str = ""
     sandbox: Optional[Path] = None
+    noise: Optional[object] = None
 
 
 class Agent(Protocol):

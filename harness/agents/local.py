@@ -19,7 +19,6 @@ by the harness, said so in the description.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -96,10 +95,6 @@ def program_goal(program: str, limit: int = 700) -> str:
     return program.strip()[:limit]
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
-
-
 def history_lines(history: list) -> list[str]:
     """One short line per earlier experiment (the last few dozen; older ones summarised per knob)."""
     lines = []
@@ -162,6 +157,7 @@ class LocalAgent:
         Raises:
             AgentError: train.py has no knobs, or three answers in a row were unusable.
         """
+        from ..decisions import file_key
         from ..knobs import KnobError, all_moves, find_knobs
         from ..patch import make_unified_diff
 
@@ -170,9 +166,16 @@ class LocalAgent:
             knobs, moves = find_knobs(source), all_moves(source)
         except KnobError as exc:
             raise AgentError(f"cannot read the knobs of train.py: {exc}") from None
-        tried = {(r.get("knob") or {}).get("file_sha") for r in context.history} | {_sha(source)}
-        # seed knobs are left out: a seed-only change measures noise (the seed-only rail refuses it)
-        untried = [m for m in moves if _sha(m[2]) not in tried and "SEED" not in m[0].upper()]
+        # a move is offered once per resulting file, and never when that file (comments and formatting aside)
+        # already ran in this sandbox (the core would refuse it as a duplicate); seed knobs are left out: a
+        # seed-only change measures noise (the seed-only rail refuses it)
+        tried = {r.get("file_key") for r in context.history if r.get("run_s") is not None} | {file_key(context.files)}
+        untried, seen = [], set()
+        for m in moves:
+            key = file_key({**context.files, "train.py": m[2]})
+            if key not in tried and key not in seen and "SEED" not in m[0].upper():
+                seen.add(key)
+                untried.append(m)
         if not untried:
             raise AgentError("no knob change is left untried from the current best train.py")
         menu = sorted({k for k, *_ in untried}, key=[k.name for k in knobs].index)
@@ -220,7 +223,7 @@ class LocalAgent:
 
     def _proposal(self, old, new, what, knob, action, reason, usage, make_diff) -> Proposal:
         return Proposal(description=what, diff=make_diff(old, new), format="knob", usage=usage,
-                        knob={"knob": knob, "action": action, "reason": reason, "file_sha": _sha(new)})
+                        knob={"knob": knob, "action": action, "reason": reason})
 
     def _prompt(self, context: Context, knobs, menu) -> str:
         knob_lines = [f"- {k.name} = {k.value!r}" + (f"  ({k.comment})" if k.comment else "")

@@ -23,7 +23,9 @@ CRASHES = ("crash", "oom", "nan", "timeout", "missing_metric")
 
 RULES = """You are an autonomous ML researcher. You improve `train.py`, a small GPT language-model trainer, \
 one experiment at a time. Each experiment trains for a fixed time budget and is scored by val_bpb \
-(validation bits per byte, lower is better); the harness keeps a change only when val_bpb beats the best so far.
+(validation bits per byte, lower is better). val_bpb is noisy (the steps that fit in the budget, the seed): \
+the harness runs a promising change again with other seeds and keeps it only when its mean beats the best's by \
+clearly more than the measured noise; a change whose file equals one already run is refused as a duplicate.
 
 How one experiment works:
 1. Read what you need with the tools (read_file, list_experiments, show_experiment). The current best \
@@ -119,7 +121,8 @@ def notes_tail(notes: str, limit: int = NOTES_CHARS) -> str:
 def task_message(context: Context, edit_format: str = "udiff", sandbox: Optional[Path] = None) -> str:
     """The per-experiment user message: best so far, history, last crash, notes, what to do now."""
     best = "none yet" if context.best_val_bpb is None else f"{context.best_val_bpb:.6f}"
-    parts = [f"Experiment {context.experiment}. Best val_bpb so far: {best}.", "",
+    noise = f" {context.noise.text()}: smaller differences are chance." if getattr(context.noise, "sd", None) else ""
+    parts = [f"Experiment {context.experiment}. Best val_bpb so far: {best}.{noise}", "",
              "History:", history_summary(context.history)]
     crash = last_crash(context.history, sandbox)
     if crash:

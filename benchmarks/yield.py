@@ -1,0 +1,212 @@
+"""Decision yield: ``false_keep_rate`` and ``true_gain`` of the keep policies (see shared BENCHMARKS.md).
+
+Each policy (``greedy``, Karpathy's rule, and ``noise``, the default) runs through the real
+experiment core (:class:`harness.core.ExperimentCore`: real git sandbox, real ledger, baseline
+repeats, confirmation runs, re-measures, duplicates) with a simulated runner instead of training:
+the run's val_bpb is a synthetic function of the template's knobs in the train.py that runs (with
+interactions, knobs that do nothing, and a failure region: ``nan`` above a learning rate, ``oom``
+above a model size) plus Gaussian noise of sd ``--noise`` drawn afresh for every run. The default
+noise, 0.0068, is the sd of val_bpb measured for the unmodified CPU template (five runs, 60 s
+budget, 2 cores; issue 10).
+
+The agent is the same for both policies: a seeded random choice among the knob menu's moves
+from the current best (seed knobs left out, files already run left out, as the local agent does).
+Equal compute: each policy gets ``--runs`` training runs (baseline repeats, confirmations and
+re-measures count; refusals do not train and do not count). Repeated over ``--seeds`` seeds
+(same seeds for both policies).
+
+- ``false_keep_rate``: kept changes (baseline excluded) whose true val_bpb is not lower than the
+  true val_bpb of the best they replaced, over all kept changes of all seeds.
+- ``true_gain``: true val_bpb of the baseline minus that of the final best (bits per byte), mean
+  over seeds (the spread is printed).
+
+Last line: ``false_keep_rate=<noise policy> true_gain=<noise policy> greedy_false_keep_rate=...
+greedy_true_gain=... noise_sd=... runs=... seeds=...``.
+
+Usage: python benchmarks/yield.py [--runs 120] [--seeds 6] [--noise 0.0068]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+#: the template's defaults are not at the optimum; true val_bpb at the optimum
+BEST_POSSIBLE = 2.20
+
+
+def true_val_bpb(knobs: dict) -> tuple[float, str]:
+    """``(val_bpb, outcome)`` of a train.py with these knob values, without noise: a bowl in log
+    space around an optimum per knob, the learning rate's optimum moving with the width, a few
+    knobs that do nothing, ``nan`` for too high a learning rate, ``oom`` for too big a model."""
+    lr, width, depth = knobs["LEARNING_RATE"], knobs["N_EMBD"], knobs["DEPTH"]
+    if lr > 0.03:
+        return math.nan, "nan"
+    if width * width * depth > 1024 * 1024:
+        return math.nan, "oom"
+    lr_opt = 6e-3 * (128 / width) ** 0.5  # wider models want a lower learning rate
+    val = BEST_POSSIBLE
+    val += 0.060 * math.log2(lr / lr_opt) ** 2
+    val += 0.060 * math.log2(width / 80) ** 2
+    val += 0.040 * math.log2(depth / 3) ** 2
+    val += 0.030 * math.log2(knobs["BATCH_SIZE"] / 5) ** 2
+    val += 0.010 * math.log2(knobs["MLP_RATIO"] / 3) ** 2
+    val += 0.100 * (knobs["WARMDOWN_FRAC"] - 0.5) ** 2 + 0.300 * knobs["WARMUP_FRAC"] ** 2
+    val += 0.005 * math.log2(max(knobs["WEIGHT_DECAY"], 1e-4) / 0.05) ** 2
+    val += 0.100 * knobs["DROPOUT"] + 0.050 * (1 - knobs["BETA2"]) + 0.020 * abs(knobs["BETA1"] - 0.85)
+    val += 0.004 * abs(math.log2(max(knobs["GRAD_CLIP"], 0.05)))
+    # no effect at all: N_HEAD (in this range), ROPE_BASE, FINAL_LR_FRAC, EVAL_BATCH_SIZE, LOG_EVERY, COMPILE
+    return val, "ok"
+
+
+def knob_values(source: str) -> dict:
+    from harness.knobs import find_knobs
+
+    return {k.name: k.value for k in find_knobs(source)}
+
+
+class SimulatedRunner:
+    """``measure(run_dir, on_tick) -> RunResult`` over the sandbox's train.py: the synthetic
+    val_bpb plus N(0, sd) noise from ``rng``; writes nothing but its run dir."""
+
+    def __init__(self, sandbox: Path, sd: float, rng: random.Random, budget_s: int = 60):
+        self.sandbox, self.sd, self.rng, self.budget_s = sandbox, sd, rng, budget_s
+        self.runs = 0
+
+    def __call__(self, run_dir: Path, on_tick):
+        from harness.runner import RunResult
+
+        self.runs += 1
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log = run_dir / "run.log"
+        log.write_text("simulated\n")
+        val, outcome = true_val_bpb(knob_values((self.sandbox / "train.py").read_text()))
+        if outcome != "ok":
+            return RunResult(outcome, None, 1, 1.0, None, 0.0, log, "simulated failure", outcome)
+        steps = 400
+        return RunResult("ok", val + self.rng.gauss(0.0, self.sd), 0, 1.0, float(self.budget_s), 0.5, log, "",
+                         steps=steps, tokens=steps * 8 * 256, tokens_per_s=steps * 8 * 256 / self.budget_s)
+
+
+class RandomKnobAgent:
+    """A seeded random pick among the untried knob moves of the current best (seeds left out)."""
+
+    name = "random-knobs"
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    def propose(self, files: dict, records: list):
+        from harness.agents.base import Proposal
+        from harness.decisions import file_key
+        from harness.knobs import actions_for, apply_action, find_knobs
+        from harness.patch import make_unified_diff
+
+        ran = {r.get("file_key") for r in records if r.get("run_s") is not None}
+        moves = [(k.name, a) for k in find_knobs(files["train.py"]) if "SEED" not in k.name for a in actions_for(k)]
+        self.rng.shuffle(moves)
+        for knob, action in moves:  # the first untried one (building every move's file is slow)
+            new, what = apply_action(files["train.py"], knob, action)
+            if file_key({**files, "train.py": new}) not in ran:
+                return Proposal(what, make_unified_diff(files["train.py"], new, "train.py"), "knob",
+                                {"knob": knob, "action": action, "reason": "random"})
+        raise RuntimeError("every knob move from the best has run")
+
+
+def make_sandbox(root: Path, policy: str, settings: dict) -> Path:
+    """A git sandbox with the template's train.py and a harness.toml for ``policy`` with
+    ``settings`` (:class:`harness.decisions.PolicySettings` fields; no data: nothing trains)."""
+    from harness.config import HarnessConfig, render
+    from harness.decisions import PolicySettings
+    from harness.sandbox import Sandbox
+
+    root.mkdir(parents=True)
+    (root / "train.py").write_text((ROOT / "sandbox_repo_template" / "train.py").read_text())
+    cfg = HarnessConfig(tag="bench", policy=PolicySettings(keep=policy, **settings))
+    (root / "harness.toml").write_text(render(cfg))
+    (root / ".gitignore").write_text("results.tsv\ntrajectory.jsonl\nruns/\n.harness/\n")
+    Sandbox.create(root, cfg.branch, "template")
+    return root
+
+
+def run_policy(policy: str, seed: int, runs: int, sd: float, workdir: Path, settings: dict) -> dict:
+    """One session of ``runs`` training runs under ``policy``; the true figures of its record."""
+    from harness.config import load
+    from harness.core import ExperimentCore
+
+    sandbox = make_sandbox(workdir / f"{policy}-{seed}", policy, settings)
+    sim = SimulatedRunner(sandbox, sd, random.Random(seed * 7919 + 1))
+    agent = RandomKnobAgent(random.Random(seed))
+    core = ExperimentCore(sandbox, load(sandbox), agent.name, measure=sim)
+    with core.holding():
+        while sim.runs < runs:
+            if core.run_due():
+                continue
+            core.submit(agent.propose(core.files(), core.ledger.records()), time.time())
+    records = core.ledger.records()
+    truth = {}
+    for r in records:
+        if r.get("commit") and r["file_key"] not in truth:
+            from harness.sandbox import Sandbox
+
+            text = Sandbox(sandbox, "autoresearch/bench").read("train.py", r["commit"])
+            truth[r["file_key"]] = true_val_bpb(knob_values(text))[0]
+    kept = [r for r in records if r["status"] == "keep"]
+    false_keeps = sum(1 for prev, r in zip(kept, kept[1:]) if not truth[r["file_key"]] < truth[prev["file_key"]])
+    return {"kept": len(kept) - 1, "false_keeps": false_keeps,
+            "true_gain": truth[kept[0]["file_key"]] - truth[kept[-1]["file_key"]], "runs": sim.runs,
+            "rows": len(records)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=120, help="training runs per session (equal compute)")
+    ap.add_argument("--seeds", type=int, default=6)
+    ap.add_argument("--noise", type=float, default=0.0068, help="sd of val_bpb of an unchanged file")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a [policy] setting for the noise policy instead of its default, e.g. confirm_runs=1")
+    args = ap.parse_args()
+    from harness.decisions import PolicySettings
+
+    defaults = PolicySettings()
+    settings = {}
+    for item in args.set:
+        name, value = item.split("=", 1)
+        settings[name] = type(getattr(defaults, name))(value)
+    workdir = Path(tempfile.mkdtemp(prefix="yield-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    results: dict[str, list[dict]] = {"greedy": [], "noise": []}
+    t0 = time.perf_counter()
+    for seed in range(args.seeds):
+        for policy in ("greedy", "noise"):  # side by side, same seed
+            res = run_policy(policy, seed, args.runs, args.noise, workdir,
+                             settings if policy == "noise" else {"baseline_runs": settings.get("baseline_runs", 3)})
+            results[policy].append(res)
+            print(f"seed {seed} {policy:6s}: kept {res['kept']:2d}, false keeps {res['false_keeps']:2d}, "
+                  f"true_gain {res['true_gain']:.4f}, {res['rows']} rows for {res['runs']} runs", flush=True)
+    summary = {}
+    for policy, rows in results.items():
+        kept = sum(r["kept"] for r in rows)
+        gains = [r["true_gain"] for r in rows]
+        summary[policy] = (sum(r["false_keeps"] for r in rows) / kept if kept else 0.0, statistics.mean(gains),
+                           statistics.stdev(gains) if len(gains) > 1 else 0.0, kept)
+        print(f"{policy:6s}: false_keep_rate {summary[policy][0]:.3f} ({kept} kept), true_gain mean "
+              f"{summary[policy][1]:.4f} sd {summary[policy][2]:.4f} (min {min(gains):.4f}, max {max(gains):.4f})")
+    print(f"{time.perf_counter() - t0:.0f} s for {2 * args.seeds} sessions of {args.runs} runs; noise sd "
+          f"{args.noise}; seeds 0-{args.seeds - 1}; noise policy {PolicySettings(**settings)}")
+    n, g = summary["noise"], summary["greedy"]
+    print(f"false_keep_rate={n[0]:.3f} true_gain={n[1]:.4f} greedy_false_keep_rate={g[0]:.3f} "
+          f"greedy_true_gain={g[1]:.4f} noise_sd={args.noise} runs={args.runs} seeds={args.seeds}")
+
+
+if __name__ == "__main__":
+    main()

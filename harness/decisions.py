@@ -1,0 +1,336 @@
+"""Decisions: the noise of val_bpb, the keep policies, re-measuring the best, and duplicates.
+
+Everything here is a pure function of the ledger's records (trajectory objects), so a restarted
+harness, the built-in loop, the MCP server and the benchmarks decide alike.
+
+**Noise.** Runs of the same file (same :func:`file_key`) differ only by noise: how many steps fit
+in the wall-clock budget, nondeterministic kernels and, for repeats, the seed. The noise ``sd`` is
+the pooled standard deviation of val_bpb within those groups (every baseline repeat, confirmation
+and re-measure in the sandbox's history): ``sqrt(sum (x - mean_g)^2 / sum (n_g - 1))``.
+
+**The best** is the last kept experiment (the branch head); its figure is the mean val_bpb of the
+runs of its file since the last drift (:func:`best_estimate`).
+
+**Policy ``noise``** (the default): a candidate's first run ``x`` is screened against the best's
+mean ``m`` over ``n`` runs: ``z1 = (m - x) / (sd * sqrt(1 + 1/n))``. Below ``z_promising`` it is
+discarded at once (clearly worse, or not better by enough to be worth confirming). Otherwise it
+gets ``confirm_runs`` confirmation runs (with other seeds, below), and it is kept only when the
+mean of its runs ``mc`` over ``nc`` runs clears a one-sided two-sample t-test against the best
+with the pooled noise: ``t = (m - mc) / (sd * sqrt(1/n + 1/nc)) >= t_(1-alpha, df)``, ``df`` the
+degrees of freedom of the noise estimate, ``alpha`` by default 0.01 (p < 0.01, the rule
+competitions use for a new record); Student's t, not the normal z, because a noise measured from
+a few runs is often underestimated (t_0.99 is 6.96 with 2 degrees of freedom, 2.46 with 30).
+Including the screening run in ``mc`` does not raise the false-keep rate above the test's level:
+the screen only removes candidates, and the final test alone has level alpha under no true change.
+
+**Seeds.** Confirmation runs and baseline repeats change the seed (``SEED`` knob + 1000 j for
+repeat j; the committed file runs with its own seed), so that a change whose only effect is a
+different random draw (a width +1 reshuffles every initial weight) is judged by its mean over
+seeds, and the noise includes seed-to-seed spread, not only timing. All files are compared on the
+same seeds (paired by design). A file without a ``SEED`` knob is repeated unchanged, and then only
+timing and kernel noise is measured (said in the README).
+
+**Drift.** Every ``remeasure_every`` experiments, and when the throughput (tokens/s) of a file run
+again moved by more than ``throughput_drift``, the best is run again with its own seed. A value
+outside the two-sided ``1 - alpha`` t interval of its mean is a drift: recorded on that row, and the best's figure
+restarts from the fresh run, so later candidates are compared with the machine as it is now.
+
+**Policy ``greedy``** (karpathy/autoresearch's rule): keep any strictly lower val_bpb than the
+best's figure; no confirmation, no re-measure.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Optional
+
+#: outcomes of runs whose val_bpb measures their file (a failed or over-budget run does not)
+SCORED = ("improved", "not_improved", "confirmation", "remeasure")
+#: seed offset of repeat j: SEED + SEED_STRIDE * j
+SEED_STRIDE = 1000
+POLICIES = ("noise", "greedy")
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """``[policy]`` of harness.toml.
+
+    Attributes:
+        keep: ``noise`` (default) or ``greedy``.
+        baseline_runs: runs of the unmodified baseline before the first proposal (>= 2 for ``noise``).
+        confirm_runs: confirmation runs of a promising candidate (``noise``).
+        z_promising: screening threshold in noise units (one-run z) for confirmation.
+        alpha: level of the one-sided keep test (0.01: p < 0.01) and of the two-sided drift test.
+        remeasure_every: re-measure the best after this many experiments without a run of it (0: never).
+        throughput_drift: relative change of tokens/s of a repeated file that triggers a re-measure.
+    """
+
+    keep: str = "noise"
+    baseline_runs: int = 3
+    confirm_runs: int = 2
+    z_promising: float = 1.0
+    alpha: float = 0.01
+    remeasure_every: int = 10
+    throughput_drift: float = 0.10
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The best's figure: mean ``val_bpb`` (bits per byte) over ``runs`` runs of its file.
+
+    Attributes:
+        val_bpb: mean val_bpb of the runs since the last drift.
+        runs: how many runs the mean is over.
+        experiment: the kept experiment's number; ``commit`` its sha; ``key`` its file key.
+        tokens_per_s: median tokens per second of those runs, or None.
+    """
+
+    val_bpb: float
+    runs: int
+    experiment: int
+    commit: Optional[str]
+    key: Optional[str]
+    tokens_per_s: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Pooled sd of val_bpb for an unchanged file (bits per byte), from ``df`` degrees of freedom
+    over ``runs`` runs in ``groups`` files repeated; ``sd`` None while no file was repeated."""
+
+    sd: Optional[float]
+    df: int
+    runs: int
+    groups: int
+
+    def text(self) -> str:
+        """``noise sd 0.0068 (12 runs of 4 files)`` or ``noise not measured yet``."""
+        if self.sd is None:
+            return "noise not measured yet"
+        return f"noise sd {self.sd:.4f} ({self.runs} runs of {self.groups} file{'s' if self.groups != 1 else ''})"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A policy's answer on a candidate's runs so far: ``action`` ``keep``, ``discard`` or
+    ``confirm`` (run it again), and ``evidence`` (a JSON object for the record: the figures behind
+    the decision, ``reason`` in words)."""
+
+    action: str
+    evidence: dict
+
+
+def file_key(files: dict[str, str]) -> str:
+    """A short hash of the editable files that ignores comments and formatting: each file is parsed
+    and its AST dumped (``ast.dump``), a file that does not parse is hashed as text.
+
+    Args:
+        files: file name -> text.
+    Returns:
+        16 hex digits.
+    """
+    h = hashlib.sha256()
+    for name in sorted(files):
+        text = files[name]
+        try:
+            norm = ast.dump(ast.parse(text))
+        except (SyntaxError, ValueError):
+            norm = text
+        h.update(name.encode() + b"\0" + norm.encode("utf-8", "replace") + b"\0")
+    return h.hexdigest()[:16]
+
+
+def is_scored(rec: dict) -> bool:
+    """True for a run whose val_bpb measures its file (see :data:`SCORED`)."""
+    return rec.get("outcome") in SCORED and rec.get("val_bpb") is not None
+
+
+def is_baseline(rec: dict) -> bool:
+    """True for the unmodified baseline's first run."""
+    return rec.get("proposal_format") == "baseline"
+
+
+def noise(records: list[dict]) -> Noise:
+    """The pooled sd of val_bpb within groups of runs of the same file (see the module docstring)."""
+    groups: dict[str, list[float]] = {}
+    for r in records:
+        if is_scored(r) and r.get("file_key"):
+            groups.setdefault(r["file_key"], []).append(r["val_bpb"])
+    ss, df, runs, repeated = 0.0, 0, 0, 0
+    for vals in groups.values():
+        if len(vals) < 2:
+            continue
+        mean = statistics.fmean(vals)
+        ss += sum((v - mean) ** 2 for v in vals)
+        df += len(vals) - 1
+        runs += len(vals)
+        repeated += 1
+    return Noise(math.sqrt(ss / df) if df else None, df, runs, repeated)
+
+
+def file_runs(records: list[dict], key: Optional[str]) -> list[dict]:
+    """Scored runs of the file ``key`` since its last drift (a row with ``drift`` restarts them)."""
+    runs: list[dict] = []
+    for r in records:
+        if key is not None and r.get("file_key") == key and is_scored(r):
+            runs = [r] if r.get("drift") else runs + [r]
+    return runs
+
+
+def best_estimate(records: list[dict]) -> Optional[Estimate]:
+    """The figure of the best (the last kept experiment), or None before anything was kept. An
+    experiment recorded before file keys existed counts with its own val_bpb, one run."""
+    kept = [r for r in records if r.get("status") == "keep" and r.get("val_bpb") is not None]
+    if not kept:
+        return None
+    top = kept[-1]
+    runs = file_runs(records, top.get("file_key")) or [top]
+    tps = [r["tokens_per_s"] for r in runs if r.get("tokens_per_s")]
+    return Estimate(statistics.fmean(r["val_bpb"] for r in runs), len(runs), top["experiment"], top.get("commit"),
+                    top.get("file_key"), statistics.median(tps) if tps else None)
+
+
+def ran_before(records: list[dict], key: str) -> Optional[dict]:
+    """The first experiment that ran the file ``key`` (a run started: it has a commit and run
+    time), or None; a proposal yielding that file again is a ``duplicate``."""
+    for r in records:
+        if r.get("file_key") == key and r.get("run_s") is not None and not r.get("repeat_of"):
+            return r
+    return None
+
+
+def critical(alpha: float, df: int) -> float:
+    """Student's t quantile ``t_(1-alpha, df)`` (scipy); the normal quantile when ``df`` is 0."""
+    from scipy.stats import norm, t
+
+    return float(t.ppf(1 - alpha, df) if df > 0 else norm.ppf(1 - alpha))
+
+
+def judge(settings: PolicySettings, vals: list[float], failed: Optional[str], best: Optional[dict],
+          sd: Optional[float], df: int = 0) -> Verdict:
+    """The verdict on a candidate whose scored runs so far gave ``vals`` (bits per byte).
+
+    Args:
+        settings: the policy.
+        vals: val_bpb of the candidate's runs, the committed-seed run first.
+        failed: the outcome of a confirmation run that failed (the candidate is then discarded).
+        best: ``{"val_bpb": mean, "runs": n}`` of the best when the candidate was committed, or
+            None (nothing kept yet: the candidate is kept as it is).
+        sd, df: the noise sd then and its degrees of freedom (sd None: not measured; ``noise``
+            then judges with a vanishing sd, so any confirmed improvement is kept).
+    """
+    x = vals[0]
+    if best is None:
+        return Verdict("keep", {"policy": settings.keep, "reason": "nothing kept yet: this is the first figure"})
+    m, n = best["val_bpb"], best["runs"]
+    ev = {"policy": settings.keep, "best_val_bpb": round(m, 6), "best_runs": n}
+    if settings.keep == "greedy":
+        ev["delta"] = round(m - x, 6)
+        better = x < m
+        ev["reason"] = f"val_bpb {x:.6f} {'<' if better else '>='} best {m:.6f} (greedy: any strict improvement)"
+        return Verdict("keep" if better else "discard", ev)
+    s = max(sd or 0.0, 1e-9)
+    ev["noise_sd"] = round(sd, 6) if sd is not None else None
+    if failed:
+        ev["reason"] = f"a confirmation run failed ({failed}): not kept"
+        return Verdict("discard", ev)
+    if len(vals) == 1:
+        z1 = (m - x) / (s * math.sqrt(1 + 1 / n))
+        ev.update(delta=round(m - x, 6), z=round(z1, 2), runs=1)
+        if z1 < settings.z_promising or settings.confirm_runs < 1:
+            if settings.confirm_runs < 1 and z1 >= critical(settings.alpha, df):
+                ev["reason"] = f"t {z1:.2f} >= {critical(settings.alpha, df):.2f} on one run (no confirmation runs set)"
+                return Verdict("keep", ev)
+            ev["reason"] = (f"one run {x:.6f} vs best {m:.6f} over {n}: {z1:+.2f} noise units, below "
+                            f"{settings.z_promising} to be worth confirming")
+            return Verdict("discard", ev)
+        ev["reason"] = f"promising ({z1:+.2f} noise units on one run): confirmation runs follow"
+        return Verdict("confirm", ev)
+    mc, nc = statistics.fmean(vals), len(vals)
+    z = (m - mc) / (s * math.sqrt(1 / n + 1 / nc))
+    crit = critical(settings.alpha, df)
+    ev.update(delta=round(m - mc, 6), z=round(z, 2), runs=nc, mean_val_bpb=round(mc, 6),
+              delta_sd=round((m - mc) / s, 2), threshold=round(crit, 3), df=df)
+    if nc < 1 + settings.confirm_runs and z >= crit:
+        ev["reason"] = f"t {z:.2f} but only {nc} of {1 + settings.confirm_runs} runs: confirmation runs follow"
+        return Verdict("confirm", ev)
+    keep = z >= crit and nc >= 1 + settings.confirm_runs
+    ev["reason"] = (f"mean {mc:.6f} over {nc} runs vs best {m:.6f} over {n}: delta {m - mc:+.6f} = "
+                    f"{(m - mc) / s:+.2f} sd (noise {s:.6f}, {df} df), t {z:.2f} {'>=' if keep else '<'} {crit:.2f} "
+                    f"(one-sided, p < {settings.alpha:g})")
+    return Verdict("keep" if keep else "discard", ev)
+
+
+def due_repeat(records: list[dict], settings: PolicySettings) -> Optional[tuple[str, dict, int]]:
+    """The repeat the core should run before the next proposal, or None: ``(reason, of_record,
+    repeat_index)``; ``of_record`` is the experiment whose file runs again, ``repeat_index`` j
+    selects its seed (0: the committed seed).
+
+    Due, in order: baseline repeats (until ``baseline_runs`` runs of the baseline, before any
+    proposal); then, under ``noise``, a re-measure of the best every ``remeasure_every``
+    experiments without a run of it, or when the last run of a repeated file moved its
+    throughput by more than ``throughput_drift``.
+    """
+    base = next((r for r in records if is_baseline(r) and r["outcome"] not in ("interrupted", "preempted")), None)
+    if base is None:
+        return None
+    only_baseline = all(is_baseline(r) or r.get("repeat_of") == base["experiment"] for r in records)
+    if only_baseline and base.get("val_bpb") is not None:
+        done = [r for r in records if r.get("repeat_of") == base["experiment"]
+                and r["outcome"] not in ("interrupted", "preempted")]
+        if 1 + len(done) < settings.baseline_runs:
+            return (f"baseline repeat {len(done) + 1} of {settings.baseline_runs - 1} (measuring the noise)",
+                    base, len(done) + 1)
+    if settings.keep != "noise" or settings.remeasure_every <= 0:
+        return None
+    est = best_estimate(records)
+    if est is None or est.key is None:
+        return None
+    top = next(r for r in records if r["experiment"] == est.experiment)
+    last_run_of_best = max((r["experiment"] for r in records if r.get("file_key") == est.key), default=0)
+    since = sum(1 for r in records if r["experiment"] > last_run_of_best)
+    if since >= settings.remeasure_every:
+        return f"re-measure of the best (#{est.experiment}) after {since} experiments", top, 0
+    last = next((r for r in reversed(records) if is_scored(r)), None)
+    if last is not None and last.get("outcome") != "remeasure" and last.get("tokens_per_s"):
+        earlier = [r["tokens_per_s"] for r in records if r.get("file_key") == last.get("file_key")
+                   and r is not last and is_scored(r) and r.get("tokens_per_s")]
+        if earlier:
+            ref = statistics.median(earlier)
+            moved = last["tokens_per_s"] / ref - 1
+            if abs(moved) > settings.throughput_drift:
+                return (f"re-measure of the best (#{est.experiment}): throughput moved {moved:+.0%} on a repeated "
+                        f"file (#{last['experiment']})", top, 0)
+    return None
+
+
+def seeded(source: str, index: int) -> tuple[str, Optional[int]]:
+    """``(train.py text, seed)`` for repeat ``index`` of ``source``: its ``SEED`` knob plus
+    ``SEED_STRIDE * index``; ``(source, None)`` for index 0 or a file without a single int ``SEED``."""
+    if index <= 0:
+        return source, None
+    from .knobs import KnobError, find_knobs, with_value
+
+    try:
+        seeds = [k for k in find_knobs(source) if k.name == "SEED" and k.kind == "int"]
+        if len(seeds) != 1:
+            return source, None
+        seed = int(seeds[0].value) + SEED_STRIDE * index
+        return with_value(source, "SEED", seed), seed
+    except KnobError:
+        return source, None
+
+
+def drift(value: float, best: Estimate, nz: Noise, settings: PolicySettings) -> Optional[dict]:
+    """The drift a re-measure of the best found: ``{"from", "to", "z"}`` when ``value`` lies
+    outside the two-sided ``1 - alpha`` t interval of a new run around the best's mean, else None."""
+    if nz.sd is None or nz.sd <= 0:
+        return None
+    z = (value - best.val_bpb) / (nz.sd * math.sqrt(1 + 1 / best.runs))
+    if abs(z) < critical(settings.alpha / 2, nz.df):
+        return None
+    return {"from": round(best.val_bpb, 6), "to": round(value, 6), "z": round(z, 2)}
