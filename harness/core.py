@@ -123,14 +123,18 @@ class ExperimentCore:
         self.started_at = time.time()
         #: rows this core recorded (outage ``llm_error`` rows excluded)
         self.done = 0
+        #: True once the proposal given to :meth:`submit` became a commit (reset by each submit)
+        self.proposal_committed = False
         self._current: dict = {}
 
     # --- lock, repair, gate ----------------------------------------------------------------
     @contextmanager
-    def holding(self, clear_flags: bool = False) -> Iterator[None]:
+    def holding(self, clear_flags: bool = False, before_repair=None) -> Iterator[None]:
         """Hold the sandbox lock and repair what a killed harness left (the repair's messages go to
         the events; an interrupted experiment runs again in ``rerun`` mode). ``clear_flags``
-        removes old pause/stop flags once the lock is held (a new session means run).
+        removes old pause/stop flags once the lock is held (a new session means run);
+        ``before_repair()`` runs under the lock before the repair (the MCP server takes an agent's
+        direct edits of train.py out of the tree there).
 
         Raises:
             AlreadyRunning: another harness holds the sandbox.
@@ -139,6 +143,8 @@ class ExperimentCore:
         with SessionLock(self.path):
             if clear_flags:
                 self.control.clear()
+            if before_repair:
+                before_repair()
             with deferred_signals():
                 fixed = reconcile(self.sandbox, self.ledger, self.runner, self.on_interrupted)
             for line in fixed.messages:
@@ -242,6 +248,7 @@ class ExperimentCore:
         Raises:
             LedgerError, KeyboardInterrupt: as :meth:`run_due`.
         """
+        self.proposal_committed = False
         records = self.ledger.records()
         n = next_number(records)
         self.check_disk(n)
@@ -267,7 +274,8 @@ class ExperimentCore:
         """Run a checked experiment; a preempted run (killed from outside, not an OOM) is recorded
         and then run once more as the next experiment (``retry_of`` names it)."""
         self._begin(n, proposal.description if proposal else BASELINE, "running")
-        rows = self._recorded(self.runner.run(n, proposal, files, started, self._tick, self._running,
+        on_commit = self._proposal_running if proposal else self._running
+        rows = self._recorded(self.runner.run(n, proposal, files, started, self._tick, on_commit,
                                               may_confirm=self._may_confirm))
         if rows[0].outcome != "preempted" or self.control.stop() or self.abort.is_set():
             return rows
@@ -276,7 +284,7 @@ class ExperimentCore:
         n2 = self.ledger.next_experiment()
         self.events.message(f"experiment {n} was killed from outside (preempted); running it again as {n2}")
         self._begin(n2, retry.description if retry else BASELINE, "running")
-        return rows + self._recorded(self.runner.run(n2, retry, files, time.time(), self._tick, self._running,
+        return rows + self._recorded(self.runner.run(n2, retry, files, time.time(), self._tick, on_commit,
                                                      retry_of=n, may_confirm=self._may_confirm))
 
     def _may_confirm(self, n: int) -> bool:
@@ -312,6 +320,10 @@ class ExperimentCore:
     def begin(self, n: int, description: str, phase: str) -> None:
         """Announce experiment ``n`` in ``phase`` (``proposing`` while the agent thinks)."""
         self._begin(n, description, phase)
+
+    def _proposal_running(self, commit: str) -> None:
+        self.proposal_committed = True
+        self._running(commit)
 
     def _running(self, commit: str) -> None:
         self.publish("running", commit=commit, run_started_at=time.time(), **self._current)

@@ -220,7 +220,8 @@ class ExperimentRunner:
             raise
         point("after_run")
         runs = [first]
-        while self._verdict(marker, runs).action == "confirm" and may_confirm(n + len(runs)):
+        while first["outcome"] == "ok" and self._verdict(marker, runs).action == "confirm" and \
+                may_confirm(n + len(runs)):
             marker.update(phase="confirming", runs=runs)
             with deferred_signals():
                 write_marker(self.sandbox.path, marker)

@@ -23,6 +23,7 @@ from .agents.base import Proposal, Usage
 from .config import HarnessConfig, load
 from .core import Events, ExperimentCore
 from .decisions import noise
+from .inflight import read_marker
 from .ledger import LedgerError
 from .patch import make_unified_diff
 from .sandbox import SandboxError
@@ -148,20 +149,25 @@ class ResearchService:
         be fixed.
         """
         self.events.lines, self.events.on_tick = [], on_tick
+        self.core.proposal_committed = False
         reason = self.core.wait_to_start()
         if reason:
             return Answer(f"the run is over ({_over(reason)}): no new experiment starts. Stop here; summarise what "
                           "you learned with write_notes if you like.", True)
+        taken = _Taken(diff)
         try:
-            with self.core.holding():
+            with self.core.holding(before_repair=lambda: self._take_direct_edits(taken)):
                 self.busy = True
                 try:
                     if self.stopping.is_set():
                         raise KeyboardInterrupt
-                    return self._run_locked(description, diff)
+                    taken.answer = self._check_and_run(description, taken.diff)
+                    return taken.answer
                 finally:
                     self.busy = False
                     self.core.publish("idle")
+        except _Refused as refused:
+            return refused.answer
         except KeyboardInterrupt:
             why = ("the harness's MCP server is shutting down" if self.stopping.is_set() else
                    "the human stopped the run (`harness stop --now`); it is over")
@@ -171,32 +177,36 @@ class ResearchService:
                           "(list_experiments shows it once recorded), then call run_experiment again.", True)
         except (SandboxError, LedgerError) as exc:
             return Answer(f"refused: {exc}", True)
+        finally:
+            if taken.edited and not self.core.proposal_committed and (taken.answer is None or taken.answer.is_error):
+                for name, text in taken.edited.items():  # a direct edit that did not run is given back, to be fixed
+                    (self.path / name).write_text(text, encoding="utf-8")
 
-    def _run_locked(self, description: str, diff: str) -> Answer:
+    def _take_direct_edits(self, taken: "_Taken") -> None:
+        """Under the lock, before the repair: turn direct edits of the editable files into the
+        proposal's diff and put HEAD's text back in the tree (the harness commits the checked edit
+        itself), or raise :class:`_Refused` (the tree stays as it is). Nothing is taken while an
+        experiment of a killed harness is marked in flight: the repair owns the tree then."""
+        if read_marker(self.path) is not None:
+            return
         head = self.core.files()
         try:
             edited = self._direct_edits(head)
         except UnicodeDecodeError as exc:
-            return Answer(f"refused: an editable file in the work tree is not UTF-8 text ({exc}); rewrite it as "
-                          "UTF-8, then call run_experiment again.", True)
-        if edited and diff.strip():
-            return Answer("refused: train.py has direct edits in the work tree and a diff was given too. Call "
-                          "run_experiment with an empty diff to run the edited file, or undo the edits first.", True)
-        if not diff.strip():
-            if not edited:
-                return Answer("nothing to run: the diff is empty and train.py has no direct edits. Edit train.py "
-                              "(or pass a unified diff), then call run_experiment.", True)
-            diff = "".join(make_unified_diff(head[f], text, f) for f, text in edited.items())
-            for name in edited:  # the tree goes back to HEAD; the harness commits the checked edit itself
+            raise _Refused(Answer(f"refused: an editable file in the work tree is not UTF-8 text ({exc}); rewrite "
+                                  "it as UTF-8, then call run_experiment again.", True)) from None
+        if edited and taken.diff.strip():
+            raise _Refused(Answer("refused: train.py has direct edits in the work tree and a diff was given too. Call "
+                                  "run_experiment with an empty diff to run the edited file, or undo the edits "
+                                  "first.", True))
+        if not taken.diff.strip() and not edited:
+            raise _Refused(Answer("nothing to run: the diff is empty and train.py has no direct edits. Edit train.py "
+                                  "(or pass a unified diff), then call run_experiment.", True))
+        if edited:
+            taken.diff = "".join(make_unified_diff(head[f], text, f) for f, text in edited.items())
+            taken.edited = edited
+            for name in edited:
                 (self.path / name).write_text(head[name], encoding="utf-8")
-        answer = None
-        try:
-            answer = self._check_and_run(description, diff)
-            return answer
-        finally:
-            if edited and (answer is None or answer.is_error):
-                for name, text in edited.items():  # a direct edit that did not run is given back, to be fixed
-                    (self.path / name).write_text(text, encoding="utf-8")
 
     def _direct_edits(self, head: dict[str, str]) -> dict[str, str]:
         """Editable files whose work-tree text differs from their ``head`` text (name -> work-tree
@@ -250,6 +260,22 @@ class ResearchService:
         if left is not None:
             parts.append(f"time left in this run: {max(left, 0) / 60:.1f} min")
         return Answer("\n".join(self.events.lines + parts), first.outcome == "duplicate")
+
+
+class _Refused(Exception):
+    """A run_experiment call answered before the repair (``answer``); the tree is left as it is."""
+
+    def __init__(self, answer: Answer):
+        super().__init__(answer.text)
+        self.answer = answer
+
+
+class _Taken:
+    """One run_experiment call's proposal text: ``diff`` (given, or made from direct edits),
+    ``edited`` (the direct edits taken out of the tree), ``answer`` (set once it was answered)."""
+
+    def __init__(self, diff: str):
+        self.diff, self.edited, self.answer = diff, {}, None
 
 
 def _over(reason: str) -> str:

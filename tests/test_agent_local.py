@@ -66,10 +66,12 @@ def test_junk_output_is_retried_with_the_reason_then_fails_as_agent_error():
 def test_tried_moves_are_left_out_of_the_schema():
     first = LocalAgent(Replay(json.dumps({"knob": "DEPTH", "action": "+1", "reason": "deeper"}))).propose(context())
     history = [ran(2, first)]
-    model = Replay(json.dumps({"knob": "DEPTH", "action": "-1", "reason": "shallower"}))
+    model = Replay(json.dumps({"knob": "DEPTH", "action": "x0.7", "reason": "shallower"}))
     LocalAgent(model).propose(context(history))
     depth = [b for b in model.requests[0][1]["anyOf"] if b["properties"]["knob"]["const"] == "DEPTH"][0]
-    assert "+1" not in depth["properties"]["action"]["enum"] and "-1" in depth["properties"]["action"]["enum"]
+    # DEPTH 4 -> 3 by x0.7 or -1 is one file, offered once (the first action of the menu's order)
+    assert "+1" not in depth["properties"]["action"]["enum"] and "x0.7" in depth["properties"]["action"]["enum"]
+    assert "-1" not in depth["properties"]["action"]["enum"]
 
 
 def test_a_repeated_change_is_refused_and_finally_replaced_by_an_untried_one():
@@ -83,7 +85,7 @@ def test_a_repeated_change_is_refused_and_finally_replaced_by_an_untried_one():
 
 def test_moves_that_reach_the_same_file_are_offered_once_and_never_after_it_ran():
     one = TEMPLATE.replace("DEPTH = 4 ", "DEPTH = 1 ")
-    model = Replay(json.dumps({"knob": "DEPTH", "action": "double", "reason": "deeper"}))
+    model = Replay(json.dumps({"knob": "DEPTH", "action": "x1.4", "reason": "deeper"}))
     prop = LocalAgent(model).propose(context(source=one))
     depth = [b for b in model.requests[0][1]["anyOf"] if b["properties"]["knob"]["const"] == "DEPTH"][0]
     # DEPTH 1 -> 2 by x1.4, double or +1 is one file: one of those moves is offered
@@ -93,8 +95,8 @@ def test_moves_that_reach_the_same_file_are_offered_once_and_never_after_it_ran(
                 "file_key": file_key({"train.py": two.replace("# transformer blocks", "")})}]
     model = Replay(json.dumps({"knob": "N_EMBD", "action": "double", "reason": "wider"}))
     LocalAgent(model).propose(context(history, source=one))
-    depth = [b for b in model.requests[0][1]["anyOf"] if b["properties"]["knob"]["const"] == "DEPTH"][0]
-    assert not {"x1.4", "double", "+1"} & set(depth["properties"]["action"]["enum"]), "DEPTH 2 ran already"
+    menu = {b["properties"]["knob"]["const"] for b in model.requests[0][1]["anyOf"]}
+    assert "DEPTH" not in menu and "N_EMBD" in menu, "DEPTH 2, the one move of DEPTH 1, ran already"
 
 
 def test_history_is_compacted_to_keep_the_prompt_flat():
