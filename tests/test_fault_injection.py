@@ -36,7 +36,8 @@ MIN_EXPERIMENTS = 50
 
 
 def proposals(path: Path, rng: random.Random) -> Path:
-    """A scripted agent's file: mostly knob moves, some model failures and some broken diffs."""
+    """A scripted agent's file: knob moves (some repeat a file: duplicates), new constants (each
+    a new file), some model failures and some broken diffs."""
     entries = []
     for _ in range(40):
         roll = rng.random()
@@ -45,6 +46,10 @@ def proposals(path: Path, rng: random.Random) -> Path:
         elif roll < 0.15:
             entries.append({"description": "a diff that does not apply", "diff": "--- a/train.py\n+++ b/train.py\n"
                             "@@ -1,1 +1,1 @@\n-NOT THERE\n+NOR THIS\n"})
+        elif roll < 0.55:
+            name = f"UNUSED_{rng.randrange(10**9)}"
+            entries.append({"description": f"add {name}", "diff": "--- a/train.py\n+++ b/train.py\n"
+                            f"@@ -9,1 +9,2 @@\n import math\n+{name} = 1\n"})
         else:
             entries.append({"knob": rng.choice(KNOBS), "action": rng.choice(("x0.7", "x1.4"))})
     path.write_text("\n".join(json.dumps(e) for e in entries))
