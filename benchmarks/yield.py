@@ -29,6 +29,7 @@ Usage: python benchmarks/yield.py [--runs 120] [--seeds 6] [--noise 0.0068]
 from __future__ import annotations
 
 import argparse
+import ast
 import math
 import random
 import re
@@ -70,9 +71,19 @@ def true_val_bpb(knobs: dict) -> tuple[float, str]:
 
 
 def knob_values(source: str) -> dict:
-    from harness.knobs import find_knobs
-
-    return {k.name: k.value for k in find_knobs(source)}
+    """ALL_CAPS module-level int/float/bool literals of ``source`` (``ast``: libcst's knob reader,
+    which keeps positions and comments, is ~100x slower, too slow for thousands of runs)."""
+    values = {}
+    for node in ast.parse(source).body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id.isupper() and isinstance(node.value, (ast.Constant, ast.UnaryOp))):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+            if isinstance(value, (int, float, bool)):
+                values[node.targets[0].id] = value
+    return values
 
 
 class SimulatedRunner:
@@ -99,7 +110,9 @@ class SimulatedRunner:
 
 
 class RandomKnobAgent:
-    """A seeded random pick among the untried knob moves of the current best (seeds left out)."""
+    """A seeded random pick among the untried knob moves of the current best (seeds left out):
+    the knob menu's actions and value rules (:mod:`harness.knobs`), the literal replaced in the
+    text (the menu's libcst rewrite gives the same file, slower)."""
 
     name = "random-knobs"
 
@@ -109,14 +122,21 @@ class RandomKnobAgent:
     def propose(self, files: dict, records: list):
         from harness.agents.base import Proposal
         from harness.decisions import file_key
-        from harness.knobs import actions_for, apply_action, find_knobs
+        from harness.knobs import Knob, _new_value, actions_for
         from harness.patch import make_unified_diff
 
         ran = {r.get("file_key") for r in records if r.get("run_s") is not None}
-        moves = [(k.name, a) for k in find_knobs(files["train.py"]) if "SEED" not in k.name for a in actions_for(k)]
+        source = files["train.py"]
+        knobs = [Knob(name, value, type(value).__name__, 0, "") for name, value in knob_values(source).items()
+                 if "SEED" not in name]
+        moves = [(k, a) for k in knobs for a in actions_for(k)]
         self.rng.shuffle(moves)
-        for knob, action in moves:  # the first untried one (building every move's file is slow)
-            new, what = apply_action(files["train.py"], knob, action)
+        for k, action in moves:  # the first untried one
+            new_value = _new_value(k, action)[0]
+            new = re.sub(rf"^({k.name}\s*=\s*)[^#\n]*?(\s*(#.*)?)$", lambda m: f"{m.group(1)}{new_value!r}{m.group(2)}",
+                         source, count=1, flags=re.M)
+            what = f"{k.name} {k.value!r} -> {new_value!r} ({action})"
+            knob = k.name
             if file_key({**files, "train.py": new}) not in ran:
                 return Proposal(what, make_unified_diff(files["train.py"], new, "train.py"), "knob",
                                 {"knob": knob, "action": action, "reason": "random"})

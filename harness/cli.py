@@ -49,7 +49,9 @@ def init(directory: Path, corpus: str, time_budget: int, tag: str | None):
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--hours", type=float, help="stop starting experiments after this many hours")
 @click.option("--minutes", type=float, help="stop starting experiments after this many minutes")
-@click.option("--max-experiments", type=int, help="run at most this many experiments in this session")
+@click.option("--max-experiments", type=int,
+              help="record at most this many experiments in this session (baseline repeats, confirmation runs and "
+                   "re-measures count: each is a row and a training run)")
 @click.option("--agent", "agent_spec", default=None,
               help="local (embedded model, default) | local:PATH.gguf | scripted:FILE | anthropic:MODEL | openai:MODEL")
 @click.option("--base-url", default=None,

@@ -211,8 +211,7 @@ class ExperimentCore:
             return []
         self.check_disk(n)
         reason, of, index = due
-        self.events.message(f"experiment {n}: {reason}")
-        self._begin(n, f"re-measure of #{of['experiment']}", "running")
+        self._begin(n, f"re-measure of #{of['experiment']}: {reason}", "running")
         rec = self.runner.repeat(n, of, index, reason, time.time(), self._tick)
         if rec.drift:
             d = rec.drift

@@ -44,6 +44,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import math
+import re
 import statistics
 from dataclasses import dataclass
 from typing import Optional
@@ -283,8 +284,7 @@ def due_repeat(records: list[dict], settings: PolicySettings) -> Optional[tuple[
         done = [r for r in records if r.get("repeat_of") == base["experiment"]
                 and r["outcome"] not in ("interrupted", "preempted")]
         if 1 + len(done) < settings.baseline_runs:
-            return (f"baseline repeat {len(done) + 1} of {settings.baseline_runs - 1} (measuring the noise)",
-                    base, len(done) + 1)
+            return f"baseline repeat {len(done) + 1} of {settings.baseline_runs - 1}", base, len(done) + 1
     if settings.keep != "noise" or settings.remeasure_every <= 0:
         return None
     est = best_estimate(records)
@@ -294,7 +294,7 @@ def due_repeat(records: list[dict], settings: PolicySettings) -> Optional[tuple[
     last_run_of_best = max((r["experiment"] for r in records if r.get("file_key") == est.key), default=0)
     since = sum(1 for r in records if r["experiment"] > last_run_of_best)
     if since >= settings.remeasure_every:
-        return f"re-measure of the best (#{est.experiment}) after {since} experiments", top, 0
+        return f"{since} experiments since its last run", top, 0
     last = next((r for r in reversed(records) if is_scored(r)), None)
     if last is not None and last.get("outcome") != "remeasure" and last.get("tokens_per_s"):
         earlier = [r["tokens_per_s"] for r in records if r.get("file_key") == last.get("file_key")
@@ -303,26 +303,35 @@ def due_repeat(records: list[dict], settings: PolicySettings) -> Optional[tuple[
             ref = statistics.median(earlier)
             moved = last["tokens_per_s"] / ref - 1
             if abs(moved) > settings.throughput_drift:
-                return (f"re-measure of the best (#{est.experiment}): throughput moved {moved:+.0%} on a repeated "
-                        f"file (#{last['experiment']})", top, 0)
+                return f"throughput moved {moved:+.0%} on a repeated file (#{last['experiment']})", top, 0
     return None
 
 
 def seeded(source: str, index: int) -> tuple[str, Optional[int]]:
     """``(train.py text, seed)`` for repeat ``index`` of ``source``: its ``SEED`` knob plus
-    ``SEED_STRIDE * index``; ``(source, None)`` for index 0 or a file without a single int ``SEED``."""
+    ``SEED_STRIDE * index``; ``(source, None)`` for index 0 or a file without exactly one
+    module-level ``SEED = <int>`` line. Only that literal changes (checked by parsing the result)."""
     if index <= 0:
         return source, None
-    from .knobs import KnobError, find_knobs, with_value
-
-    try:
-        seeds = [k for k in find_knobs(source) if k.name == "SEED" and k.kind == "int"]
-        if len(seeds) != 1:
-            return source, None
-        seed = int(seeds[0].value) + SEED_STRIDE * index
-        return with_value(source, "SEED", seed), seed
-    except KnobError:
+    line = re.compile(r"^(SEED\s*=\s*)(\d+)\b", re.M)
+    found = line.findall(source)
+    if len(found) != 1 or _module_int(source, "SEED") != int(found[0][1]):
         return source, None
+    seed = int(found[0][1]) + SEED_STRIDE * index
+    text = line.sub(lambda m: f"{m.group(1)}{seed}", source)
+    return (text, seed) if _module_int(text, "SEED") == seed else (source, None)
+
+
+def _module_int(source: str, name: str) -> Optional[int]:
+    """The int literal of the single module-level ``name = <int>``, else None."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    values = [n.value.value for n in tree.body if isinstance(n, ast.Assign) and len(n.targets) == 1
+              and isinstance(n.targets[0], ast.Name) and n.targets[0].id == name
+              and isinstance(n.value, ast.Constant) and type(n.value.value) is int]
+    return values[0] if len(values) == 1 else None
 
 
 def drift(value: float, best: Estimate, nz: Noise, settings: PolicySettings) -> Optional[dict]:

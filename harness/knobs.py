@@ -112,25 +112,6 @@ def apply_action(source: str, knob_name: str, action: str) -> tuple[str, str]:
     return _rewrite(module, *found[0], action)
 
 
-def with_value(source: str, knob_name: str, value: int | float | bool) -> str:
-    """``source`` with the literal of knob ``knob_name`` set to ``value`` (same kind), nothing else
-    changed; used for the seeds of repeats (:mod:`harness.decisions`).
-
-    Raises:
-        KnobError: unknown knob, a knob assigned more than once, or a source that does not parse.
-    """
-    module = _parse(source)
-    found = [(knob, node, line) for knob, node, line in _collect(module) if knob.name == knob_name]
-    if len(found) != 1:
-        raise KnobError(f"knob {knob_name} is assigned {len(found)} times in train.py (once is needed)")
-    knob, node, statement = found[0]
-    old_text = module.code_for_node(node.with_changes(lpar=[], rpar=[]))
-    new_node = cst.parse_expression(_literal_text(value, knob.kind, old_text)).with_changes(lpar=node.lpar,
-                                                                                          rpar=node.rpar)
-    body = [statement.deep_replace(node, new_node) if stmt is statement else stmt for stmt in module.body]
-    return module.with_changes(body=body).code
-
-
 def all_moves(source: str) -> list[tuple[str, str, str, str]]:
     """Every valid change of every knob, from one parse of ``source``.
 

@@ -91,7 +91,8 @@ def print_log(sandbox: Path, last: int | None = None, console: Console | None = 
     records = Ledger(sandbox).records()
     table = Table(title=str(path))
     for col in ("#", "commit", "val_bpb", "memory_gb", "status", "outcome", "steps", "tok/s", "description"):
-        table.add_column(col, justify="right" if col in ("#", "val_bpb", "memory_gb", "steps", "tok/s") else "left")
+        table.add_column(col, justify="right" if col in ("#", "val_bpb", "memory_gb", "steps", "tok/s") else "left",
+                         no_wrap=col != "description", min_width=20 if col == "description" else None)
     numbered = list(enumerate(rows, 1))
     for i, row in numbered[-last:] if last else numbered:
         rec = records[i - 1] if i <= len(records) else {}

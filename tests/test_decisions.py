@@ -92,7 +92,7 @@ def test_baseline_repeats_come_first_then_re_measures_every_k_experiments():
     assert due_repeat(recs, NOISE) is None
     recs += [row(n, "not_improved", 2.4, key=f"k{n}") for n in range(4, 4 + NOISE.remeasure_every)]
     reason, of, index = due_repeat(recs, NOISE)
-    assert "re-measure of the best (#1)" in reason and of["experiment"] == 1 and index == 0
+    assert "experiments since its last run" in reason and of["experiment"] == 1 and index == 0
     assert due_repeat(recs, GREEDY) is None
 
 
