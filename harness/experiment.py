@@ -250,7 +250,7 @@ class ExperimentRunner:
         outcome = "improved" if action == "keep" else "not_improved"
         rec = self.record_of(marker, outcome, decision=evidence, **_fields(first))
         extra = [self.make_record(marker["experiment"] + j, "confirmation" if r["outcome"] == "ok" else r["outcome"],
-                                  f"confirmation {j}/{len(confirms)} of #{marker['experiment']}", marker["started_at"],
+                                  f"confirmation {j} of #{marker['experiment']}", marker["started_at"],
                                   Usage(), parent=marker["parent"], parent_val_bpb=marker["parent_val_bpb"],
                                   repeat_of=marker["experiment"], file_key=marker.get("file_key"), **_fields(r))
                  for j, r in enumerate(confirms, 1)]
