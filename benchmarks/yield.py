@@ -110,9 +110,10 @@ class SimulatedRunner:
 
 
 class RandomKnobAgent:
-    """A seeded random pick among the untried knob moves of the current best (seeds left out):
-    the knob menu's actions and value rules (:mod:`harness.knobs`), the literal replaced in the
-    text (the menu's libcst rewrite gives the same file, slower)."""
+    """A seeded random pick of a knob move from the current best whose file has not run (seeds
+    left out; once 400 tries find none, two or three moves at once): the knob menu's actions and
+    value rules (:mod:`harness.knobs`), the literal replaced in the text (the menu's libcst
+    rewrite gives the same file, slower)."""
 
     name = "random-knobs"
 
@@ -127,20 +128,23 @@ class RandomKnobAgent:
 
         ran = {r.get("file_key") for r in records if r.get("run_s") is not None}
         source = files["train.py"]
-        knobs = [Knob(name, value, type(value).__name__, 0, "") for name, value in knob_values(source).items()
-                 if "SEED" not in name]
-        moves = [(k, a) for k in knobs for a in actions_for(k)]
-        self.rng.shuffle(moves)
-        for k, action in moves:  # the first untried one
-            new_value = _new_value(k, action)[0]
-            new = re.sub(rf"^({k.name}\s*=\s*)[^#\n]*?(\s*(#.*)?)$", lambda m: f"{m.group(1)}{new_value!r}{m.group(2)}",
-                         source, count=1, flags=re.M)
-            what = f"{k.name} {k.value!r} -> {new_value!r} ({action})"
-            knob = k.name
-            if file_key({**files, "train.py": new}) not in ran:
-                return Proposal(what, make_unified_diff(files["train.py"], new, "train.py"), "knob",
-                                {"knob": knob, "action": action, "reason": "random"})
-        raise RuntimeError("every knob move from the best has run")
+        for depth in (1, 2, 3):  # single moves first; once all ran, two or three moves at once
+            for _ in range(400):
+                new, whats, names = source, [], []
+                for _ in range(depth):
+                    knobs = [k for k in (Knob(n, v, type(v).__name__, 0, "") for n, v in knob_values(new).items()
+                                         if "SEED" not in n and n not in names) if actions_for(k)]
+                    k = self.rng.choice(knobs)
+                    action = self.rng.choice(actions_for(k))
+                    value = _new_value(k, action)[0]
+                    new = re.sub(rf"^({k.name}\s*=\s*)[^#\n]*?(\s*(#.*)?)$",
+                                 lambda m: f"{m.group(1)}{value!r}{m.group(2)}", new, count=1, flags=re.M)
+                    whats.append(f"{k.name} {k.value!r} -> {value!r} ({action})")
+                    names.append(k.name)
+                if file_key({**files, "train.py": new}) not in ran:
+                    return Proposal("; ".join(whats), make_unified_diff(source, new, "train.py"), "knob",
+                                    {"knob": names[0], "action": "random", "reason": "random"})
+        raise RuntimeError("no untried change found from the best")
 
 
 def make_sandbox(root: Path, policy: str, settings: dict) -> Path:

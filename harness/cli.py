@@ -167,7 +167,9 @@ def _running_or_fail(directory: Path) -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--hours", type=float, help="after this many hours run_experiment answers that the run is over")
 @click.option("--minutes", type=float, help="after this many minutes run_experiment answers that the run is over")
-def mcp(directory: Path, hours, minutes):
+@click.option("--on-interrupted", type=click.Choice(["record", "rerun"]), default="record", show_default=True,
+              help="an experiment a killed harness left running: record it as interrupted, or run it again (once)")
+def mcp(directory: Path, hours, minutes, on_interrupted):
     """Serve the sandbox DIRECTORY to an external agent (Claude Code, Codex, ...) as an MCP server
     on stdin/stdout: read_file, list_experiments, show_experiment, write_notes, run_experiment."""
     if hours is not None and minutes is not None:
@@ -177,7 +179,7 @@ def mcp(directory: Path, hours, minutes):
 
     duration_s = hours * 3600 if hours is not None else (minutes * 60 if minutes is not None else None)
     try:
-        serve(directory, None if duration_s is None else time.time() + duration_s)
+        serve(directory, None if duration_s is None else time.time() + duration_s, on_interrupted)
     except ConfigError as exc:
         _fail(str(exc))
 

@@ -103,7 +103,8 @@ spec = "{cfg.agent}"                 # local | scripted:FILE | anthropic:MODEL |
 [policy]   # how a change is kept (README "How a decision is made")
 keep = "{p.keep}"                 # noise: confirm and keep only beyond the measured noise; greedy: any lower val_bpb
 baseline_runs = {p.baseline_runs}              # runs of the unmodified baseline before the first proposal (measure the noise)
-confirm_runs = {p.confirm_runs}               # extra runs (other seeds) of a promising candidate before it is kept
+confirm_runs = {p.confirm_runs}               # extra runs (other seeds) a promising candidate needs before it can be kept
+max_confirm_runs = {p.max_confirm_runs}           # ... and at most this many while it stays promising but not yet significant
 z_promising = {p.z_promising:g}              # a first run this many noise units better than the best gets confirmation runs
 alpha = {p.alpha:g}                  # keep when a one-sided t-test of the mean against the best's gives p < alpha
 remeasure_every = {p.remeasure_every}           # re-measure the best after this many experiments (drift); 0: never
@@ -157,9 +158,10 @@ def load(sandbox: Path) -> HarnessConfig:
     p = cfg.policy
     if p.keep not in POLICIES:
         raise ConfigError(f"{path}: [policy] keep = {p.keep!r} is not a policy; use one of {', '.join(POLICIES)}.")
-    if p.baseline_runs < 1 or p.confirm_runs < 0 or (p.keep == "noise" and p.baseline_runs < 2):
+    if p.baseline_runs < 1 or not 0 <= p.confirm_runs <= p.max_confirm_runs or (p.keep == "noise" and p.baseline_runs < 2):
         raise ConfigError(f"{path}: [policy] needs baseline_runs >= 1 (>= 2 for keep = \"noise\", to measure the "
-                          f"noise) and confirm_runs >= 0; got {p.baseline_runs} and {p.confirm_runs}.")
+                          f"noise) and 0 <= confirm_runs <= max_confirm_runs; got {p.baseline_runs}, {p.confirm_runs} "
+                          f"and {p.max_confirm_runs}.")
     budget = read_constant(Path(sandbox) / "prepare.py", "TIME_BUDGET")
     if budget is not None and int(budget) != cfg.time_budget_s:
         raise ConfigError(

@@ -14,14 +14,19 @@ runs of its file since the last drift (:func:`best_estimate`).
 **Policy ``noise``** (the default): a candidate's first run ``x`` is screened against the best's
 mean ``m`` over ``n`` runs: ``z1 = (m - x) / (sd * sqrt(1 + 1/n))``. Below ``z_promising`` it is
 discarded at once (clearly worse, or not better by enough to be worth confirming). Otherwise it
-gets ``confirm_runs`` confirmation runs (with other seeds, below), and it is kept only when the
+gets confirmation runs (with other seeds, below): at least ``confirm_runs`` before it can be kept,
+more while it stays promising but not yet significant, up to ``max_confirm_runs``; it stops as
+soon as the mean of its runs falls below ``z_promising`` noise units. It is kept only when the
 mean of its runs ``mc`` over ``nc`` runs clears a one-sided two-sample t-test against the best
-with the pooled noise: ``t = (m - mc) / (sd * sqrt(1/n + 1/nc)) >= t_(1-alpha, df)``, ``df`` the
+with the pooled noise (the history's repeats and the candidate's own runs, as a two-sample t-test
+pools both samples): ``t = (m - mc) / (sd * sqrt(1/n + 1/nc)) >= t_(1-alpha, df)``, ``df`` the
 degrees of freedom of the noise estimate, ``alpha`` by default 0.01 (p < 0.01, the rule
 competitions use for a new record); Student's t, not the normal z, because a noise measured from
 a few runs is often underestimated (t_0.99 is 6.96 with 2 degrees of freedom, 2.46 with 30).
 Including the screening run in ``mc`` does not raise the false-keep rate above the test's level:
-the screen only removes candidates, and the final test alone has level alpha under no true change.
+the screen only removes candidates. The test is looked at after each run from ``1 + confirm_runs``
+runs on, at most ``max_confirm_runs - confirm_runs + 1`` times (4 by default), so a change with no
+effect is kept with a chance below 4 alpha (Bonferroni); ``benchmarks/yield.py`` measures the rate.
 
 **Seeds.** Confirmation runs and baseline repeats change the seed (``SEED`` knob + 1000 j for
 repeat j; the committed file runs with its own seed), so that a change whose only effect is a
@@ -63,7 +68,8 @@ class PolicySettings:
     Attributes:
         keep: ``noise`` (default) or ``greedy``.
         baseline_runs: runs of the unmodified baseline before the first proposal (>= 2 for ``noise``).
-        confirm_runs: confirmation runs of a promising candidate (``noise``).
+        confirm_runs: confirmation runs a candidate needs before it can be kept (``noise``).
+        max_confirm_runs: confirmation runs a candidate may get while it stays promising.
         z_promising: screening threshold in noise units (one-run z) for confirmation.
         alpha: level of the one-sided keep test (0.01: p < 0.01) and of the two-sided drift test.
         remeasure_every: re-measure the best after this many experiments without a run of it (0: never).
@@ -73,6 +79,7 @@ class PolicySettings:
     keep: str = "noise"
     baseline_runs: int = 3
     confirm_runs: int = 2
+    max_confirm_runs: int = 5
     z_promising: float = 1.0
     alpha: float = 0.01
     remeasure_every: int = 10
@@ -173,6 +180,17 @@ def noise(records: list[dict]) -> Noise:
     return Noise(math.sqrt(ss / df) if df else None, df, runs, repeated)
 
 
+def pooled(sd: Optional[float], df: int, vals: list[float]) -> tuple[Optional[float], int]:
+    """The noise ``(sd, df)`` of the history pooled with one more file's runs ``vals`` (a
+    candidate's runs so far), as the two-sample t-test pools both samples' variance."""
+    extra_df = len(vals) - 1
+    if extra_df < 1:
+        return sd, df
+    mean = statistics.fmean(vals)
+    ss = (sd or 0.0) ** 2 * df + sum((v - mean) ** 2 for v in vals)
+    return math.sqrt(ss / (df + extra_df)), df + extra_df
+
+
 def file_runs(records: list[dict], key: Optional[str]) -> list[dict]:
     """Scored runs of the file ``key`` since its last drift (a row with ``drift`` restarts them)."""
     runs: list[dict] = []
@@ -256,14 +274,21 @@ def judge(settings: PolicySettings, vals: list[float], failed: Optional[str], be
     crit = critical(settings.alpha, df)
     ev.update(delta=round(m - mc, 6), z=round(z, 2), runs=nc, mean_val_bpb=round(mc, 6),
               delta_sd=round((m - mc) / s, 2), threshold=round(crit, 3), df=df)
-    if nc < 1 + settings.confirm_runs and z >= crit:
-        ev["reason"] = f"t {z:.2f} but only {nc} of {1 + settings.confirm_runs} runs: confirmation runs follow"
+    enough = nc >= 1 + settings.confirm_runs
+    if z >= crit and enough:
+        ev["reason"] = (f"mean {mc:.6f} over {nc} runs vs best {m:.6f} over {n}: delta {m - mc:+.6f} = "
+                        f"{(m - mc) / s:+.2f} sd (noise {s:.6f}, {df} df), t {z:.2f} >= {crit:.2f} "
+                        f"(one-sided, p < {settings.alpha:g})")
+        return Verdict("keep", ev)
+    if z >= settings.z_promising and nc < 1 + settings.max_confirm_runs:
+        ev["reason"] = f"t {z:.2f} after {nc} runs: still promising, confirmation goes on"
         return Verdict("confirm", ev)
-    keep = z >= crit and nc >= 1 + settings.confirm_runs
+    why = (f"below {settings.z_promising}: no longer promising" if z < settings.z_promising else
+           f"below {crit:.2f} after the most runs ({nc})")
     ev["reason"] = (f"mean {mc:.6f} over {nc} runs vs best {m:.6f} over {n}: delta {m - mc:+.6f} = "
-                    f"{(m - mc) / s:+.2f} sd (noise {s:.6f}, {df} df), t {z:.2f} {'>=' if keep else '<'} {crit:.2f} "
-                    f"(one-sided, p < {settings.alpha:g})")
-    return Verdict("keep" if keep else "discard", ev)
+                    f"{(m - mc) / s:+.2f} sd (noise {s:.6f}, {df} df), t {z:.2f} {why} (keep needs t >= {crit:.2f}, "
+                    f"one-sided p < {settings.alpha:g}, after at least {1 + settings.confirm_runs} runs)")
+    return Verdict("discard", ev)
 
 
 def due_repeat(records: list[dict], settings: PolicySettings) -> Optional[tuple[str, dict, int]]:

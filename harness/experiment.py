@@ -51,7 +51,7 @@ from typing import Callable, Optional
 from .agents.base import Proposal, Usage
 from .config import HarnessConfig
 from .critical import deferred_signals
-from .decisions import best_estimate, drift, file_key, judge, noise, seeded
+from .decisions import best_estimate, drift, file_key, judge, noise, pooled, seeded
 from .faults import point
 from .inflight import clear_marker, write_marker
 from .integrity import check_after_run, fingerprint
@@ -259,8 +259,8 @@ class ExperimentRunner:
     def _verdict(self, marker: dict, runs: list[dict]):
         vals = [r["val_bpb"] for r in runs if r["outcome"] == "ok"]
         failed = next((r["outcome"] for r in runs[1:] if r["outcome"] != "ok"), None)
-        return judge(self.cfg.policy, vals, failed, marker.get("best"), marker.get("noise_sd"),
-                     marker.get("noise_df", 0))
+        sd, df = pooled(marker.get("noise_sd"), marker.get("noise_df", 0), vals)
+        return judge(self.cfg.policy, vals, failed, marker.get("best"), sd, df)
 
     def repeat(self, n: int, of: dict, index: int, reason: str, started: float,
                on_tick: Callable[[float], None] | None = None) -> ExperimentRecord:
@@ -392,12 +392,14 @@ class ExperimentRunner:
 
 def trailers(rec: ExperimentRecord, agent_name: str) -> dict:
     """The final git trailers of an experiment's commit: number, status, outcome, val_bpb, the
-    best's figure, what the run did (steps, tokens/s) and, under a noise-aware decision, the
+    best's figure, what the run did (steps, tokens/s, MFU and SM clock on CUDA) and, under a decision, the
     evidence (runs, mean, noise, delta, z, the reason)."""
     d = rec.decision or {}
     out = {"Experiment": rec.experiment, "Status": STATUS_OF[rec.outcome], "Outcome": rec.outcome,
            "Val-Bpb": _fmt(rec.val_bpb), "Parent-Val-Bpb": _fmt(rec.parent_val_bpb),
            "Steps": rec.steps, "Tokens-Per-S": None if rec.tokens_per_s is None else f"{rec.tokens_per_s:.0f}",
+           "Mfu": None if rec.mfu is None else f"{rec.mfu:.3f}",
+           "Gpu-Clock-Mhz": None if rec.gpu_clock_mhz is None else f"{rec.gpu_clock_mhz:.0f}",
            "Runs": d.get("runs"), "Mean-Val-Bpb": _fmt(d.get("mean_val_bpb")),
            "Noise-Sd": _fmt(d.get("noise_sd")), "Delta": _fmt(d.get("delta")), "Z": d.get("z"),
            "Decision": d.get("reason"), "Agent": agent_name}

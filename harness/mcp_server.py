@@ -84,10 +84,10 @@ def _progress_reporter(ctx, budget_s: float):
     return tick
 
 
-def serve(path: Path, deadline: Optional[float] = None) -> None:
+def serve(path: Path, deadline: Optional[float] = None, on_interrupted: str = "record") -> None:
     """Serve the sandbox at ``path`` on stdin/stdout until the client closes the connection or a
     SIGTERM/SIGINT arrives (see the module docstring)."""
-    service = ResearchService(path, deadline)
+    service = ResearchService(path, deadline, on_interrupted=on_interrupted)
     service.start()
     loops: list[asyncio.AbstractEventLoop] = []  # the server's event loop once serving
 

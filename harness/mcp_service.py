@@ -96,14 +96,17 @@ class ResearchService:
         path: the sandbox folder.
         deadline: epoch seconds after which ``run_experiment`` answers that the run is over.
         agent_name: recorded in commits and the ledger (``mcp`` by default).
+        on_interrupted: ``record`` or ``rerun`` (once) an experiment a killed harness left running.
     """
 
-    def __init__(self, path: Path, deadline: Optional[float] = None, agent_name: str = "mcp"):
+    def __init__(self, path: Path, deadline: Optional[float] = None, agent_name: str = "mcp",
+                 on_interrupted: str = "record"):
         self.path = Path(path).resolve()
         self.cfg: HarnessConfig = load(self.path)
         self.deadline, self.agent_name = deadline, agent_name
         self.events = _Collector()
-        self.core = ExperimentCore(self.path, self.cfg, agent_name, self.events, deadline)
+        self.core = ExperimentCore(self.path, self.cfg, agent_name, self.events, deadline,
+                                   on_interrupted=on_interrupted)
         #: set by the server on SIGTERM/SIGINT: the experiment in flight is stopped and recorded
         self.stopping = self.core.abort
         #: True while run_experiment holds the sandbox
