@@ -199,6 +199,7 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.0068, help="sd of val_bpb of an unchanged file")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="a [policy] setting for the noise policy instead of its default, e.g. confirm_runs=1")
+    ap.add_argument("--policies", default="greedy,noise", help="which policies to run (tuning runs one)")
     args = ap.parse_args()
     from harness.decisions import PolicySettings
 
@@ -211,7 +212,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {"greedy": [], "noise": []}
     t0 = time.perf_counter()
     for seed in range(args.seeds):
-        for policy in ("greedy", "noise"):  # side by side, same seed
+        for policy in args.policies.split(","):  # side by side, same seed
             res = run_policy(policy, seed, args.runs, args.noise, workdir,
                              settings if policy == "noise" else {"baseline_runs": settings.get("baseline_runs", 3)})
             results[policy].append(res)
@@ -219,6 +220,9 @@ def main() -> None:
                   f"true_gain {res['true_gain']:.4f}, {res['rows']} rows for {res['runs']} runs", flush=True)
     summary = {}
     for policy, rows in results.items():
+        if not rows:
+            summary[policy] = (float("nan"), float("nan"), 0.0, 0)
+            continue
         kept = sum(r["kept"] for r in rows)
         gains = [r["true_gain"] for r in rows]
         summary[policy] = (sum(r["false_keeps"] for r in rows) / kept if kept else 0.0, statistics.mean(gains),

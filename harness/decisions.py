@@ -25,8 +25,9 @@ competitions use for a new record); Student's t, not the normal z, because a noi
 a few runs is often underestimated (t_0.99 is 6.96 with 2 degrees of freedom, 2.46 with 30).
 Including the screening run in ``mc`` does not raise the false-keep rate above the test's level:
 the screen only removes candidates. The test is looked at after each run from ``1 + confirm_runs``
-runs on, at most ``max_confirm_runs - confirm_runs + 1`` times (4 by default), so a change with no
-effect is kept with a chance below 4 alpha (Bonferroni); ``benchmarks/yield.py`` measures the rate.
+runs on, at most ``max_confirm_runs - confirm_runs + 1`` times (4 by default), each look at level
+``alpha / looks`` (Bonferroni), so a change with no effect is kept with a chance below ``alpha``
+over the whole procedure; ``benchmarks/yield.py`` measures the resulting false-keep rate.
 
 **Seeds.** Confirmation runs and baseline repeats change the seed (``SEED`` knob + 1000 j for
 repeat j; the committed file runs with its own seed), so that a change whose only effect is a
@@ -229,6 +230,12 @@ def critical(alpha: float, df: int) -> float:
     return float(t.ppf(1 - alpha, df) if df > 0 else norm.ppf(1 - alpha))
 
 
+def looks(settings: PolicySettings) -> int:
+    """How many times the keep test may be looked at for one candidate (after ``1 + confirm_runs``
+    runs, then after each further run up to ``1 + max_confirm_runs``)."""
+    return max(1, settings.max_confirm_runs - settings.confirm_runs + 1)
+
+
 def judge(settings: PolicySettings, vals: list[float], failed: Optional[str], best: Optional[dict],
           sd: Optional[float], df: int = 0) -> Verdict:
     """The verdict on a candidate whose scored runs so far gave ``vals`` (bits per byte).
@@ -271,14 +278,14 @@ def judge(settings: PolicySettings, vals: list[float], failed: Optional[str], be
         return Verdict("confirm", ev)
     mc, nc = statistics.fmean(vals), len(vals)
     z = (m - mc) / (s * math.sqrt(1 / n + 1 / nc))
-    crit = critical(settings.alpha, df)
+    crit = critical(settings.alpha / looks(settings), df)
     ev.update(delta=round(m - mc, 6), z=round(z, 2), runs=nc, mean_val_bpb=round(mc, 6),
               delta_sd=round((m - mc) / s, 2), threshold=round(crit, 3), df=df)
     enough = nc >= 1 + settings.confirm_runs
     if z >= crit and enough:
         ev["reason"] = (f"mean {mc:.6f} over {nc} runs vs best {m:.6f} over {n}: delta {m - mc:+.6f} = "
                         f"{(m - mc) / s:+.2f} sd (noise {s:.6f}, {df} df), t {z:.2f} >= {crit:.2f} "
-                        f"(one-sided, p < {settings.alpha:g})")
+                        f"(one-sided, p < {settings.alpha:g} over up to {looks(settings)} looks)")
         return Verdict("keep", ev)
     if z >= settings.z_promising and nc < 1 + settings.max_confirm_runs:
         ev["reason"] = f"t {z:.2f} after {nc} runs: still promising, confirmation goes on"

@@ -63,15 +63,19 @@ def test_a_clearly_worse_run_is_discarded_at_once_and_a_promising_one_confirmed(
 
 def test_keep_needs_the_confirmed_mean_to_clear_the_one_sided_one_percent_level():
     best = {"val_bpb": 2.30, "runs": 3}
-    # z = (2.30 - mean) / (0.01 * sqrt(1/3 + 1/3)) = delta / 0.00816
+    # t = (2.30 - mean) / (0.01 * sqrt(1/3 + 1/3)) = delta / 0.00816; up to 4 looks at 0.01 / 4 each
     kept = judge(NOISE, [2.27, 2.28, 2.28], None, best, 0.01)
-    assert kept.action == "keep" and kept.evidence["z"] >= 2.326 and kept.evidence["runs"] == 3
+    assert kept.action == "keep" and kept.evidence["z"] >= 2.807 and kept.evidence["runs"] == 3
     assert "p < 0.01" in kept.evidence["reason"] and kept.evidence["mean_val_bpb"] == pytest.approx(2.276667, abs=1e-6)
-    # the same runs against a noise measured from 2 degrees of freedom only: Student's t_0.99 = 6.96
+    # the same runs against a noise measured from 2 degrees of freedom only: Student's t_0.9975 = 14.09
     few = judge(NOISE, [2.27, 2.28, 2.28], None, best, 0.01, df=2)
-    assert few.action == "discard" and few.evidence["threshold"] == pytest.approx(6.965, abs=1e-3)
-    lucky = judge(NOISE, [2.27, 2.30, 2.30], None, best, 0.01)  # one lucky run, then the seeds say: no change
-    assert lucky.action == "discard" and lucky.evidence["z"] < 2.326
+    assert few.action == "confirm" and few.evidence["threshold"] == pytest.approx(14.089, abs=1e-3)
+    lucky = judge(NOISE, [2.27, 2.30, 2.30], None, best, 0.01)  # one lucky run, then the seeds say: less
+    assert lucky.action == "confirm" and 1.0 <= lucky.evidence["z"] < 2.807, "still promising: more runs"
+    faded = judge(NOISE, [2.27, 2.30, 2.30, 2.30], None, best, 0.01)
+    assert faded.action == "discard" and "no longer promising" in faded.evidence["reason"]
+    small = judge(NOISE, [2.285] * 6, None, best, 0.01)  # 1.5 sd better, never significant: stop at the most runs
+    assert small.action == "discard" and "after the most runs (6)" in small.evidence["reason"]
     assert judge(NOISE, [2.20], "crash", best, 0.01).action == "discard"
 
 
