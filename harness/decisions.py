@@ -262,7 +262,7 @@ def judge(settings: PolicySettings, vals: list[float], failed: Optional[str], be
     s = max(sd or 0.0, 1e-9)
     ev["noise_sd"] = round(sd, 6) if sd is not None else None
     if failed:
-        ev["reason"] = f"a confirmation run failed ({failed}): not kept"
+        ev.update(runs=len(vals) + 1, reason=f"a confirmation run failed ({failed}): not kept")
         return Verdict("discard", ev)
     if len(vals) == 1:
         z1 = (m - x) / (s * math.sqrt(1 + 1 / n))

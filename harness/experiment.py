@@ -241,17 +241,17 @@ class ExperimentRunner:
         runs = marker["runs"]
         first, confirms = runs[0], runs[1:]
         if first["outcome"] != "ok":
-            return [self.conclude(marker, self.record_of(marker, first["outcome"], **_fields(first)))]
+            return [self.conclude(marker, self.record_of(marker, first["outcome"], first["ended_at"],
+                                                         **_fields(first)))]
         verdict = self._verdict(marker, runs)
-        action = "discard" if verdict.action == "confirm" else verdict.action
         evidence = dict(verdict.evidence)
-        if cut_short or verdict.action == "confirm":
+        if verdict.action == "confirm":  # more runs were wanted: not kept
             evidence["reason"] = f"{evidence.get('reason', '')}; not kept: {cut_short or 'confirmation cut short'}"
-        outcome = "improved" if action == "keep" else "not_improved"
-        rec = self.record_of(marker, outcome, decision=evidence, **_fields(first))
+        outcome = "improved" if verdict.action == "keep" else "not_improved"
+        rec = self.record_of(marker, outcome, decision=evidence, ended=first["ended_at"], **_fields(first))
         extra = [self.make_record(marker["experiment"] + j, "confirmation" if r["outcome"] == "ok" else r["outcome"],
-                                  f"confirmation {j} of #{marker['experiment']}", marker["started_at"],
-                                  Usage(), parent=marker["parent"], parent_val_bpb=marker["parent_val_bpb"],
+                                  f"confirmation {j} of #{marker['experiment']}", r["started_at"], Usage(),
+                                  ended=r["ended_at"], parent=marker["parent"], parent_val_bpb=marker["parent_val_bpb"],
                                   repeat_of=marker["experiment"], file_key=marker.get("file_key"), **_fields(r))
                  for j, r in enumerate(confirms, 1)]
         return [self.conclude(marker, rec, extra), *extra]
@@ -301,12 +301,14 @@ class ExperimentRunner:
 
     def _measure(self, run_dir: Path, on_tick, index: int = 0) -> dict:
         """Run HEAD (for ``index`` j > 0 with its seed changed in the work tree, restored after)
-        and return the run's record fields with ``outcome`` ``ok`` or the failure."""
+        and return the run's record fields with ``outcome`` ``ok`` or the failure, and its
+        ``started_at``/``ended_at`` (epoch seconds)."""
         name = self.cfg.editable_files[0]
         committed = self.sandbox.read(name)
         text, seed = seeded(committed, index)
         path = self.sandbox.path / name
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        started = time.time()
         if seed is not None:
             path.write_text(text, encoding="utf-8")
         try:
@@ -320,16 +322,18 @@ class ExperimentRunner:
         fields = {"outcome": "integrity_violation" if tampered else res.outcome, "val_bpb": res.val_bpb,
                   "run_s": round(res.wall_s, 3), "train_s": res.train_s, "peak_mem_gb": round(res.peak_mem_gb, 3),
                   "detail": tampered or res.detail, "seed": seed,
-                  "load_1m": None if load is None else round(load, 2)}
+                  "load_1m": None if load is None else round(load, 2), "started_at": started,
+                  "ended_at": time.time()}
         for key in ("steps", "tokens", "tokens_per_s", "mfu", "gpu_clock_mhz"):
             value = getattr(res, key, None)
             fields[key] = round(value, 4) if isinstance(value, float) else value
         return fields
 
-    def record_of(self, marker: dict, outcome: str, **fields) -> ExperimentRecord:
-        """The ledger record of the experiment ``marker`` describes, ended with ``outcome``."""
+    def record_of(self, marker: dict, outcome: str, ended: Optional[float] = None, **fields) -> ExperimentRecord:
+        """The ledger record of the experiment ``marker`` describes, ended with ``outcome`` (at
+        ``ended``, epoch seconds; default now)."""
         return self.make_record(marker["experiment"], outcome, marker["description"], marker["started_at"],
-                                Usage(**marker.get("usage", {})), parent=marker["parent"],
+                                Usage(**marker.get("usage", {})), ended, parent=marker["parent"],
                                 parent_val_bpb=marker["parent_val_bpb"], proposal_format=marker.get("proposal_format"),
                                 knob=marker.get("knob"), retry_of=marker.get("retry_of"),
                                 file_key=marker.get("file_key"), **fields)
@@ -378,13 +382,15 @@ class ExperimentRunner:
             self.sandbox.discard(n, parent)
         return commit
 
-    def make_record(self, n, outcome, desc, started, usage: Usage, **fields) -> ExperimentRecord:
-        """An :class:`ExperimentRecord` of experiment ``n`` started at ``started`` (epoch seconds),
-        with the agent's ``usage`` and any other record ``fields``."""
+    def make_record(self, n, outcome, desc, started, usage: Usage, ended: Optional[float] = None,
+                    **fields) -> ExperimentRecord:
+        """An :class:`ExperimentRecord` of experiment ``n`` started at ``started`` and ended at
+        ``ended`` (epoch seconds; default now), with the agent's ``usage`` and any other record
+        ``fields``."""
         return ExperimentRecord(
             experiment=n, outcome=outcome, description=desc, agent=self.agent_name,
             started_at=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-            wall_s=round(time.time() - started, 3), llm_calls=usage.llm_calls, tool_calls=usage.tool_calls,
+            wall_s=round((time.time() if ended is None else ended) - started, 3), llm_calls=usage.llm_calls, tool_calls=usage.tool_calls,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             llm_s=round(usage.llm_s, 3), retries=usage.retries, **fields,
         )
@@ -407,8 +413,8 @@ def trailers(rec: ExperimentRecord, agent_name: str) -> dict:
 
 
 def _fields(run: dict) -> dict:
-    """A run's record fields (``outcome`` left out)."""
-    return {k: v for k, v in run.items() if k != "outcome"}
+    """A run's record fields (``outcome`` and its times left out)."""
+    return {k: v for k, v in run.items() if k not in ("outcome", "started_at", "ended_at")}
 
 
 def _fmt(val) -> Optional[str]:

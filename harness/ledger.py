@@ -166,6 +166,7 @@ class Ledger:
         self.trajectory_path = self.sandbox / TRAJECTORY_NAME
         (self.sandbox / ".harness").mkdir(exist_ok=True)
         self.lock = FileLock(str(self.sandbox / ".harness" / "ledger.lock"))
+        self._cache: tuple = (None, 0, 0, [])  # inode, bytes parsed, mtime then, the objects
 
     def append(self, record: ExperimentRecord) -> None:
         """Append ``record`` to both files, fsynced, under the ledger lock.
@@ -246,20 +247,31 @@ class Ledger:
         return done
 
     def records(self) -> list[dict]:
-        """All trajectory objects in order (a torn last line, from a crash, is skipped)."""
+        """All trajectory objects in order (a torn last line, from a crash, is skipped). The file is
+        append-only between repairs: what was parsed before is kept, and only lines appended since
+        are parsed (a file that shrank or changed in place is parsed again whole). The objects are
+        shared between calls: read them, do not change them."""
         with self.lock:
-            return self._parse()
+            return list(self._parse())
 
     def _parse(self) -> list[dict]:
-        if not self.trajectory_path.exists():
+        try:
+            st = self.trajectory_path.stat()
+        except FileNotFoundError:
+            self._cache = (None, 0, 0, [])
             return []
-        out = []
-        for line in self.trajectory_path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
+        ino, parsed, mtime, records = self._cache
+        if ino != st.st_ino or st.st_size < parsed or (st.st_size == parsed and st.st_mtime_ns != mtime):
+            parsed, records = 0, []  # replaced, cut or changed in place: parse it again whole
+        if st.st_size > parsed:
+            with open(self.trajectory_path, "rb") as fh:
+                fh.seek(parsed)
+                data = fh.read()
+            whole = data[:data.rfind(b"\n") + 1]  # a torn last line waits until it is complete (or cut)
+            records = records + [rec for rec in map(_loads, whole.decode("utf-8").splitlines()) if rec is not None]
+            parsed += len(whole)
+        self._cache = (st.st_ino, parsed, st.st_mtime_ns, records)
+        return records
 
     def next_experiment(self) -> int:
         """The number of the next experiment (1 for a new sandbox)."""
@@ -268,6 +280,13 @@ class Ledger:
     def best(self) -> tuple[Optional[float], Optional[str]]:
         """(the best's figure, its commit) so far, or (None, None); see :func:`best_kept`."""
         return best_kept(self.records())
+
+
+def _loads(line: str) -> Optional[dict]:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 def next_number(records: list[dict]) -> int:
