@@ -5,13 +5,17 @@ writes are under way, so that a harness killed at any instant can be repaired on
 The marker is a small JSON object replaced atomically (temp file, fsync, ``os.replace``, fsync of
 the folder): a reader sees the old object or the new one, never half of one. Its fields:
 
-- ``experiment`` (int), ``phase`` (``committing`` | ``running`` | ``deciding``);
+- ``experiment`` (int), ``phase`` (``committing`` | ``running`` | ``confirming`` | ``deciding``, or
+  ``repeating`` for a re-measure of the best, which has no commit of its own);
 - ``parent`` (sha the experiment's commit goes on), ``description``, ``started_at`` (epoch s),
   ``parent_val_bpb`` (best val_bpb when it started), ``proposal_format``, ``knob``, ``usage``
   (the LLM cost of the proposal), ``retry_of`` (the preempted experiment it repeats), ``attempts``;
 - ``commit``: sha of the ``Status: running`` commit, from phase ``running`` on;
+- ``file_key``, ``best``, ``noise_sd``, ``noise_df``: what the decision compares with, fixed at
+  the commit (:mod:`harness.decisions`); ``runs``: the runs so far, from phase ``confirming`` on;
 - ``record``: the complete ledger record (without its final commit sha), from phase ``deciding``
-  on: the decision was taken, only git's trailers, the branch move and the row remain to write.
+  on: the decision was taken, only git's trailers, the branch move and the row remain to write;
+  ``extra``: the confirmation rows written after it.
 """
 
 from __future__ import annotations
