@@ -231,7 +231,9 @@ class LocalAgent:
         best = "none yet" if context.best_val_bpb is None else f"{context.best_val_bpb:.6f}"
         return "\n".join([
             "Goal (from program.md):", program_goal(context.program), "",
-            f"Best val_bpb so far: {best}. Experiment number {context.experiment}.", "",
+            f"Best val_bpb so far: {best}"
+            + (f" ({context.noise.text()}: smaller differences are chance)" if getattr(context.noise, "sd", None) else "")
+            + f". Experiment number {context.experiment}.", "",
             "Knobs of train.py you may change (name = current value):", *knob_lines, "",
             "Actions: halve, x0.7, x1.4, double, -1, +1 (integers), toggle (booleans).", "",
             "History (experiment, change, outcome):", *(history_lines(context.history) or ["(none)"]), "",
