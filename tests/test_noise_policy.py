@@ -30,7 +30,7 @@ def null_change(name: str) -> dict:
 @pytest.mark.slow
 def test_a_real_session_keeps_the_real_improvement_and_no_null_change_and_trains_no_duplicate(make_sandbox):
     # a learning rate 100x too low: restoring it is a real improvement; unused constants are not
-    sandbox = make_sandbox(time_budget_s=2, policy={}, LEARNING_RATE="3e-5")
+    sandbox = make_sandbox(time_budget_s=4, policy={}, LEARNING_RATE="3e-5")
     cfg = load(sandbox)
     assert cfg.policy.keep == "noise" and cfg.policy.baseline_runs == 3
     train = Sandbox(sandbox, cfg.branch).read("train.py")
@@ -43,6 +43,8 @@ def test_a_real_session_keeps_the_real_improvement_and_no_null_change_and_trains
     Session(sandbox, cfg, ScriptedAgent(entries), Events(), Limits(max_experiments=40)).run()
 
     records = Ledger(sandbox).records()
+    print("\n".join(f"{r['experiment']} {r['outcome']} {r.get('val_bpb')} steps={r.get('steps')} {r['description']} "
+                    f"{(r.get('decision') or {}).get('reason', '')}" for r in records))
     by_desc = {r["description"]: r for r in records if not r.get("repeat_of")}
     assert [r["outcome"] for r in records[:3]] == ["improved", "remeasure", "remeasure"]
     assert len({r["seed"] for r in records[:3]}) == 3, "baseline repeats run with other seeds"
