@@ -12,8 +12,9 @@ trajectory.jsonl complete and in agreement before the next experiment starts.
    recorded (its number is used again); the run was cut short -> recorded ``interrupted`` (or,
    with ``on_interrupted="rerun"``, run again once); cut short during its confirmation runs ->
    decided on the runs it had (not kept); decided -> trailers, branch move or reset and rows are
-   completed from the record the marker holds; a repeat of the best cut short -> nothing recorded. A HEAD still marked ``Status: running``
-   with no marker (an older harness) is recorded ``interrupted`` too;
+   completed from the record the marker holds; a repeat of the best cut short -> nothing recorded.
+   A HEAD still marked ``Status: running`` with no marker (an older harness) is recorded
+   ``interrupted`` too;
 4. check out the experiment branch and drop any half-written edit of a tracked file.
 
 :func:`verify` states the invariants the repair guarantees; the tests check them after every kill.
