@@ -151,7 +151,7 @@ class ExperimentCore:
                 self.events.message(line)
             if fixed.rerun:
                 m = fixed.rerun
-                self._begin(m["experiment"], m["description"], "running")
+                self.begin(m["experiment"], m["description"], "running")
                 self._recorded(self.runner.execute(m, self._tick, self._may_confirm))
             yield
 
@@ -211,7 +211,7 @@ class ExperimentCore:
             return []
         self.check_disk(n)
         reason, of, index = due
-        self._begin(n, f"re-measure of #{of['experiment']}: {reason}", "running")
+        self.begin(n, f"re-measure of #{of['experiment']}: {reason}", "running")
         rec = self.runner.repeat(n, of, index, reason, time.time(), self._tick)
         if rec.drift:
             d = rec.drift
@@ -272,7 +272,7 @@ class ExperimentCore:
     def _run(self, n: int, proposal: Optional[Proposal], files: dict, started: float) -> list[ExperimentRecord]:
         """Run a checked experiment; a preempted run (killed from outside, not an OOM) is recorded
         and then run once more as the next experiment (``retry_of`` names it)."""
-        self._begin(n, proposal.description if proposal else BASELINE, "running")
+        self.begin(n, proposal.description if proposal else BASELINE, "running")
         on_commit = self._proposal_running if proposal else self._running
         rows = self._recorded(self.runner.run(n, proposal, files, started, self._tick, on_commit,
                                               may_confirm=self._may_confirm))
@@ -282,7 +282,7 @@ class ExperimentCore:
             proposal, description=f"{proposal.description} (retry of #{n}, preempted)", usage=Usage())
         n2 = self.ledger.next_experiment()
         self.events.message(f"experiment {n} was killed from outside (preempted); running it again as {n2}")
-        self._begin(n2, retry.description if retry else BASELINE, "running")
+        self.begin(n2, retry.description if retry else BASELINE, "running")
         return rows + self._recorded(self.runner.run(n2, retry, files, time.time(), self._tick, on_commit,
                                                      retry_of=n, may_confirm=self._may_confirm))
 
@@ -294,7 +294,7 @@ class ExperimentCore:
             self.events.message("the deadline leaves no room for a confirmation run: the candidate is decided on "
                                 "the runs it has")
             return False
-        self._begin(n, f"confirmation run (#{n})", "running")
+        self.begin(n, f"confirmation run (#{n})", "running")
         return True
 
     # --- state and events ------------------------------------------------------------------
@@ -311,14 +311,11 @@ class ExperimentCore:
         if self.control.stop() == "now" or self.abort.is_set():
             raise Aborted
 
-    def _begin(self, n: int, description: str, phase: str) -> None:
+    def begin(self, n: int, description: str, phase: str) -> None:
+        """Announce experiment ``n`` in ``phase`` (``proposing`` while the agent thinks, ``running``)."""
         self._current = {"experiment": n, "description": description}
         self.events.experiment_started(n, description, self.ledger.best()[0], self.deadline)
         self.publish(phase, **self._current)
-
-    def begin(self, n: int, description: str, phase: str) -> None:
-        """Announce experiment ``n`` in ``phase`` (``proposing`` while the agent thinks)."""
-        self._begin(n, description, phase)
 
     def _proposal_running(self, commit: str) -> None:
         self.proposal_committed = True

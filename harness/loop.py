@@ -20,6 +20,7 @@ from .agents.chat import EndpointDown
 from .config import HarnessConfig
 from .core import Aborted, ExperimentCore
 from .decisions import noise
+from .ledger import next_number
 
 #: consecutive ``llm_error`` experiments (outages aside) after which a session stops instead of spinning
 MAX_AGENT_FAILURES = 5
@@ -123,7 +124,7 @@ class Session:
         if core.run_due():
             return
         records = core.ledger.records()
-        n = records[-1]["experiment"] + 1 if records else 1
+        n = next_number(records)
         core.check_disk(n)
         started = time.time()
         files = core.files()
