@@ -53,14 +53,15 @@ def init(directory: Path, corpus: str, time_budget: int, tag: str | None):
               help="record at most this many experiments in this session (baseline repeats, confirmation runs and "
                    "re-measures count: each is a row and a training run)")
 @click.option("--agent", "agent_spec", default=None,
-              help="local (embedded model, default) | local:PATH.gguf | scripted:FILE | anthropic:MODEL | openai:MODEL")
+              help="local (embedded model, default) | local:PATH.gguf | scripted:FILE | anthropic:MODEL | openai:MODEL "
+                   "| optuna (TPE over the knobs, no LLM) | optuna:cmaes | optuna:random")
 @click.option("--base-url", default=None,
               help="API endpoint (default: $ANTHROPIC_BASE_URL / $OPENAI_BASE_URL), e.g. http://127.0.0.1:8000/v1")
 @click.option("--tool-choice", default="auto", show_default=True,
               help="API models: auto | required | propose_edit (force the edit tool: small local models)")
 @click.option("--max-llm-usd", type=float, default=None,
               help="API models: stop when this session's LLM spend reaches this many dollars (known models)")
-@click.option("--seed", type=int, default=None, help="sampling seed of the local model")
+@click.option("--seed", type=int, default=None, help="sampling seed of the local model; base seed of the optimiser")
 @click.option("--on-interrupted", type=click.Choice(["record", "rerun"]), default="record", show_default=True,
               help="an experiment a killed harness left running: record it as interrupted, or run it again (once)")
 def start(directory: Path, hours, minutes, max_experiments, agent_spec, base_url, tool_choice, max_llm_usd, seed,

@@ -133,12 +133,52 @@ def all_moves(source: str) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def _rewrite(module: cst.Module, knob: Knob, node, statement, action: str) -> tuple[str, str]:
-    value, note = _new_value(knob, action)
+def set_knobs(source: str, values: dict) -> tuple[str, list[str]]:
+    """Set several knobs of ``source`` at once to the given values (the optimiser's trials).
+
+    Only the knobs' literals are rewritten, in the style of the old literal; a value equal to the
+    current one is left alone. ``values`` maps knob name -> int, float or bool (an int knob gets
+    ``int(value)``, a float knob ``float(value)``).
+
+    Returns:
+        ``(new_source, descriptions)``, one ``"NAME old -> new"`` per changed knob, in file order.
+
+    Raises:
+        KnobError: ``source`` does not parse, or a name is not a knob assigned exactly once.
+    """
+    module = _parse(source)
+    knobs = _collect(module)
+    by_name: dict[str, list] = {}
+    for entry in knobs:
+        by_name.setdefault(entry[0].name, []).append(entry)
+    for name in values:
+        if len(by_name.get(name, ())) != 1:
+            raise KnobError(f"{name} is not a knob assigned exactly once in train.py")
+    body, changed = list(module.body), []
+    for knob, node, statement in knobs:
+        if knob.name not in values:
+            continue
+        kind = knob.kind
+        value = bool(values[knob.name]) if kind == "bool" else int(values[knob.name]) if kind == "int" else float(values[knob.name])
+        if value == knob.value:
+            continue
+        new_statement, old_text, new_text = _replace_literal(module, knob, node, statement, value)
+        body = [new_statement if stmt is statement else stmt for stmt in body]
+        changed.append(f"{knob.name} {old_text} -> {new_text}")
+    return module.with_changes(body=body).code, changed
+
+
+def _replace_literal(module: cst.Module, knob: Knob, node, statement, value) -> tuple[cst.SimpleStatementLine, str, str]:
+    """The knob's statement line with its literal replaced by ``value``; old and new literal text."""
     old_text = module.code_for_node(node.with_changes(lpar=[], rpar=[]))
     new_text = _literal_text(value, knob.kind, old_text)
     new_node = cst.parse_expression(new_text).with_changes(lpar=node.lpar, rpar=node.rpar)
-    new_statement = _keep_comment_column(statement.deep_replace(node, new_node), len(new_text) - len(old_text))
+    return _keep_comment_column(statement.deep_replace(node, new_node), len(new_text) - len(old_text)), old_text, new_text
+
+
+def _rewrite(module: cst.Module, knob: Knob, node, statement, action: str) -> tuple[str, str]:
+    value, note = _new_value(knob, action)
+    new_statement, old_text, new_text = _replace_literal(module, knob, node, statement, value)
     # knobs are top-level statements: swapping one body entry is far cheaper than deep_replace
     body = [new_statement if stmt is statement else stmt for stmt in module.body]
     new_source = module.with_changes(body=body).code

@@ -1,5 +1,6 @@
 """Agents by spec string: ``local`` (embedded SmolLM2, the default), ``local:PATH.gguf``,
-``scripted:FILE``, ``anthropic:MODEL`` and ``openai:MODEL`` (any OpenAI-compatible server)."""
+``scripted:FILE``, ``anthropic:MODEL``, ``openai:MODEL`` (any OpenAI-compatible server) and
+``optuna`` (TPE), ``optuna:cmaes``, ``optuna:random`` (the optimiser, no LLM)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ def make_agent(spec: str, seed: int | None = None, base_url: str | None = None,
     """Build the agent named by ``spec``.
 
     Args:
-        spec: ``local`` | ``local:PATH.gguf`` | ``scripted:FILE`` | ``anthropic:MODEL`` | ``openai:MODEL``.
-        seed: sampling seed for the local model (None: random).
+        spec: ``local`` | ``local:PATH.gguf`` | ``scripted:FILE`` | ``anthropic:MODEL`` | ``openai:MODEL``
+            | ``optuna`` | ``optuna:tpe`` | ``optuna:cmaes`` | ``optuna:random``.
+        seed: sampling seed for the local model (None: random), base seed of the optimiser (None: 0).
         base_url: endpoint of an API model (default: ``ANTHROPIC_BASE_URL`` / ``OPENAI_BASE_URL``,
             else the provider's own).
         tool_choice: API models: ``auto``, ``required`` or a tool name to force (``propose_edit``).
@@ -52,5 +54,12 @@ def make_agent(spec: str, seed: int | None = None, base_url: str | None = None,
             return make_api_agent(kind, arg, base_url=base_url, tool_choice=tool_choice, max_llm_usd=max_llm_usd)
         except ValueError as exc:  # MissingKey included
             raise AgentSpecError(str(exc)) from None
+    if kind == "optuna":
+        from ..optimiser import SAMPLERS
+        from .optimiser_agent import OptimiserAgent
+
+        if (arg or "tpe") not in SAMPLERS:
+            raise AgentSpecError(f"unknown optimiser {arg!r}; choose optuna (TPE), optuna:cmaes or optuna:random")
+        return OptimiserAgent(arg or "tpe", seed=seed)
     raise AgentSpecError(f"unknown agent {spec!r}; choose local, local:PATH.gguf, scripted:FILE, "
-                         "anthropic:MODEL or openai:MODEL.")
+                         "anthropic:MODEL, openai:MODEL, optuna, optuna:cmaes or optuna:random.")

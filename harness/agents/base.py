@@ -48,8 +48,9 @@ class Proposal:
     Attributes:
         description: one line, the commit subject and the results.tsv description.
         diff: a unified diff against the current best files (``--- a/train.py`` / ``+++ b/train.py``).
-        format: ``udiff`` | ``search_replace`` | ``whole`` | ``knob``.
-        knob: for ``knob`` proposals, ``{"knob": NAME, "action": ACTION, "reason": TEXT}``.
+        format: ``udiff`` | ``search_replace`` | ``whole`` | ``knob`` | ``trial`` (the optimiser's).
+        knob: for ``knob`` proposals, ``{"knob": NAME, "action": ACTION, "reason": TEXT}``; for
+            ``trial`` proposals also ``"params"``, the knob values set.
         usage: what it cost to get this proposal.
     """
 

@@ -1,0 +1,128 @@
+"""The optimiser (harness/optimiser.py) and ``--agent optuna``: search space, trials from the
+ledger, samplers ahead of random search on a known objective, and a killed harness that
+continues the same search from the ledger."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.optimiser import Optimiser, Trial, knob_values, learnt, search_space, skeleton, trials
+from tests.quick_sandbox import quick_sandbox, start  # noqa: F401  (fixture)
+
+TEMPLATE = (Path(__file__).resolve().parent.parent / "sandbox_repo_template" / "train.py").read_text()
+
+
+def test_search_space_of_the_template():
+    space = search_space(knob_values(TEMPLATE))
+    assert not [n for n in space if any(w in n for w in ("SEED", "LOG", "EVAL", "COMPILE"))]
+    assert len(space) == 15
+    lr = space["LEARNING_RATE"]
+    assert (lr.kind, lr.log) == ("float", True) and math.isclose(lr.low, 3e-4) and math.isclose(lr.high, 3e-2)
+    width = space["N_EMBD"]
+    assert (width.kind, width.low, width.high, width.log, width.step8) == ("int", 32, 512, True, True)
+    assert width.clean(100) == 96 and width.clean(1000) == 512
+    assert (space["WARMUP_FRAC"].low, space["WARMUP_FRAC"].high) == (0.0, 0.5)
+    assert (space["BETA2"].low, space["BETA2"].high) == (0.8, 0.9999)
+    assert space["LEARNING_RATE"].clean(0.0012345) == 0.00123
+    # a value a past experiment used outside the bounds widens them
+    wide = search_space(knob_values(TEMPLATE), ({"DEPTH": 40, "LEARNING_RATE": 1e-5},))
+    assert wide["DEPTH"].high == 40 and wide["LEARNING_RATE"].low == 1e-5
+
+
+def test_skeleton_ignores_knob_values_only():
+    from tests.conftest import set_knobs
+
+    assert skeleton(TEMPLATE) == skeleton(set_knobs(TEMPLATE, DEPTH="2", LEARNING_RATE="1e-2"))
+    assert skeleton(TEMPLATE) != skeleton(TEMPLATE.replace("F.relu(", "F.gelu(", 1) if "F.relu(" in TEMPLATE
+                                          else TEMPLATE + "\nx = 1\n")
+
+
+def bowl(params: dict, space) -> float:
+    """A known objective: distance of the unit-cube point from (0.3, 0.7, 0.3, ...)."""
+    return sum((space[n].to_unit(v) - (0.3 if i % 2 == 0 else 0.7)) ** 2 for i, (n, v) in enumerate(sorted(params.items())))
+
+
+def search(sampler: str, seed: int, n: int) -> float:
+    space = search_space(knob_values(TEMPLATE))
+    opt = Optimiser(sampler, seed)
+    past = [Trial(knob_values(TEMPLATE), bowl({k: knob_values(TEMPLATE)[k] for k in space}, space), 1, "ok", 1)]
+    for i in range(n):
+        point = opt.suggest(space, past)
+        past.append(Trial(point.params, bowl(point.params, space), i + 2, "ok", 1))
+    return min(t.value for t in past)
+
+
+def test_samplers_beat_random_search_on_a_known_objective():
+    seeds = range(4)
+    best = {s: statistics.fmean(search(s, seed, 60) for seed in seeds) for s in ("random", "tpe", "cmaes")}
+    print(best)
+    assert best["tpe"] < best["random"] and best["cmaes"] < best["random"]
+
+
+def test_suggestions_are_a_function_of_the_trials():
+    space = search_space(knob_values(TEMPLATE))
+    past = [Trial(knob_values(TEMPLATE), 2.5, 1, "ok", 3)]
+    for sampler in ("tpe", "cmaes", "random"):
+        a, b = Optimiser(sampler, 3).suggest(space, past), Optimiser(sampler, 3).suggest(space, past)
+        assert a.params == b.params and a.trials == 1
+        assert Optimiser(sampler, 3).suggest(space, past, attempt=1).params != a.params
+        assert set(a.params) == set(space)
+        for name, value in a.params.items():
+            assert space[name].low <= value <= space[name].high
+
+
+def test_trials_from_records_group_runs_and_penalise_failures():
+    files = {"c1": TEMPLATE, "c2": TEMPLATE.replace("DEPTH = 4", "DEPTH = 2"),
+             "c3": TEMPLATE.replace("DEPTH = 4", "DEPTH = 16"), "c4": TEMPLATE + "\ndef extra():\n    pass\n"}
+    records = [
+        {"experiment": 1, "commit": "c1", "file_key": "k1", "run_s": 60, "outcome": "improved", "val_bpb": 2.5},
+        {"experiment": 2, "commit": "c1", "file_key": "k1", "run_s": 60, "outcome": "confirmation", "val_bpb": 2.4,
+         "repeat_of": 1},
+        {"experiment": 3, "commit": "c2", "file_key": "k2", "run_s": 60, "outcome": "not_improved", "val_bpb": 2.6},
+        {"experiment": 4, "commit": "c3", "file_key": "k3", "run_s": 5, "outcome": "oom", "val_bpb": None},
+        {"experiment": 5, "commit": "c4", "file_key": "k4", "run_s": 60, "outcome": "not_improved", "val_bpb": 2.0},
+        {"experiment": 6, "commit": None, "file_key": "k5", "run_s": None, "outcome": "rail_blocked"},
+    ]
+    past, baseline = trials(records, files.__getitem__, TEMPLATE)
+    assert baseline["DEPTH"] == 4
+    assert [(t.experiment, round(t.value, 6), t.runs, t.penalised) for t in past] == [
+        (1, 2.45, 2, False), (3, 2.6, 1, False), (4, round(2.6 + 0.6, 6), 0, True)]  # c4's other code: not a trial
+    info = learnt(search_space(baseline), past)
+    assert info["best"]["experiment"] == 1 and info["trials"] == 3 and info["penalised"] == 1
+
+
+def rows(sandbox: Path) -> list[dict]:
+    path = sandbox / "trajectory.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_optuna_agent_continues_the_search_after_a_kill(quick_sandbox):
+    sandbox = quick_sandbox(sleep_s=0.3)
+    proc = start(sandbox, "--agent", "optuna", "--max-experiments", "30")
+    deadline = time.time() + 120
+    while len([r for r in rows(sandbox) if r.get("proposal_format") == "trial"]) < 4 and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = [r for r in rows(sandbox) if r.get("proposal_format") == "trial"]
+    assert len(before) >= 4
+    proc = start(sandbox, "--agent", "optuna", "--max-experiments", "4")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    after = [r for r in rows(sandbox) if r.get("proposal_format") == "trial"][len(before):]
+    assert after, out
+    scored_before = len({r["file_key"] for r in rows(sandbox)[:len(rows(sandbox)) - len(after)]
+                         if r.get("run_s") is not None})
+    first = int(after[0]["description"].split("trial ")[1].split(":")[0])
+    # the trial count of the restarted search includes every file the killed session ran
+    assert first >= scored_before, (first, scored_before)
+    assert all(r["agent"] == "optuna" for r in after)
+    assert len({r["file_key"] for r in rows(sandbox) if r.get("run_s") is not None and not r.get("repeat_of")}) == \
+        len([r for r in rows(sandbox) if r.get("run_s") is not None and not r.get("repeat_of")])
