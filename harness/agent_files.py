@@ -24,7 +24,8 @@ from pathlib import Path
 AGENT_TEMPLATES = Path(__file__).resolve().parent / "templates" / "agent"
 PROGRAM_MCP = Path(__file__).resolve().parent.parent / "program_mcp.md"
 SERVER = "autoresearch"
-TOOLS = ("read_file", "list_experiments", "show_experiment", "write_notes", "run_experiment")
+TOOLS = ("read_file", "list_experiments", "show_experiment", "training_curve", "ask_optimiser", "write_notes",
+         "run_experiment")
 #: Claude Code's per-user local settings: never committed
 IGNORED = (".claude/settings.local.json",)
 

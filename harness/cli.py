@@ -172,7 +172,8 @@ def _running_or_fail(directory: Path) -> None:
               help="an experiment a killed harness left running: record it as interrupted, or run it again (once)")
 def mcp(directory: Path, hours, minutes, on_interrupted):
     """Serve the sandbox DIRECTORY to an external agent (Claude Code, Codex, ...) as an MCP server
-    on stdin/stdout: read_file, list_experiments, show_experiment, write_notes, run_experiment."""
+    on stdin/stdout: read_file, list_experiments, show_experiment, training_curve, ask_optimiser, write_notes,
+    run_experiment."""
     if hours is not None and minutes is not None:
         _fail("give --hours or --minutes, not both", 2)
     from .config import ConfigError

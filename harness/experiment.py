@@ -51,6 +51,7 @@ from typing import Callable, Optional
 from .agents.base import Proposal, Usage
 from .config import HarnessConfig
 from .critical import deferred_signals
+from .curves import curve_of_run
 from .decisions import best_estimate, drift, file_key, judge, noise, pooled, seeded
 from .faults import point
 from .inflight import clear_marker, write_marker
@@ -327,6 +328,7 @@ class ExperimentRunner:
         for key in ("steps", "tokens", "tokens_per_s", "mfu", "gpu_clock_mhz"):
             value = getattr(res, key, None)
             fields[key] = round(value, 4) if isinstance(value, float) else value
+        fields["curve"] = curve_of_run(res.log_path, self.cfg.time_budget_s) if res.log_path else None
         return fields
 
     def record_of(self, marker: dict, outcome: str, ended: Optional[float] = None, **fields) -> ExperimentRecord:

@@ -69,7 +69,8 @@ class ExperimentRecord:
     What the run did: ``steps`` (training batches drawn), ``tokens`` (training tokens),
     ``tokens_per_s`` (tokens / train_s), ``mfu`` (model FLOPs utilisation, 0-1, CUDA only),
     ``gpu_clock_mhz`` (mean SM clock, NVML), ``load_1m`` (the machine's 1-minute load average
-    when the run started). Decisions (:mod:`harness.decisions`): ``file_key`` (the editable files,
+    when the run started), ``curve`` (training loss at 10%..100% of the time budget,
+    :mod:`harness.curves`). Decisions (:mod:`harness.decisions`): ``file_key`` (the editable files,
     comments and formatting ignored), ``seed`` (the SEED a repeat ran with, None: the committed
     one), ``decision`` (the evidence: best figure, noise, delta, z, runs, reason), ``drift`` (a
     re-measure of the best that moved beyond the noise).
@@ -111,6 +112,7 @@ class ExperimentRecord:
     mfu: Optional[float] = None
     gpu_clock_mhz: Optional[float] = None
     load_1m: Optional[float] = None
+    curve: Optional[list] = None
 
     @classmethod
     def from_json(cls, data: dict) -> "ExperimentRecord":

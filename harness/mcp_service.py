@@ -19,6 +19,7 @@ from typing import Callable, Optional
 from tools import ALL_TOOLS, Toolbox, propose_edit
 from tools.experiments import CRASHES, log_tail
 
+from .agent_files import TOOLS as AGENT_TOOLS
 from .agents.base import Proposal, Usage
 from .config import HarnessConfig, load
 from .core import Events, ExperimentCore
@@ -30,7 +31,7 @@ from .sandbox import SandboxError
 from .state import AlreadyRunning
 
 #: the tools of :mod:`tools` an external agent gets; propose_edit is replaced by run_experiment
-SHARED_TOOLS = ("read_file", "list_experiments", "show_experiment", "write_notes")
+SHARED_TOOLS = tuple(t for t in AGENT_TOOLS if t != "run_experiment")
 
 RUN_EXPERIMENT = {
     "name": "run_experiment",

@@ -60,7 +60,7 @@ def test_anthropic_good_diff_is_accepted_with_tools_and_cache_control_on_the_wir
     assert CANARY in req.headers.get("x-api-key", "") + req.headers.get("authorization", "")  # a header, only
     body = req.json
     assert {t["name"] for t in body["tools"]} == {"read_file", "list_experiments", "show_experiment",
-                                                  "propose_edit", "write_notes"}
+                                                  "training_curve", "ask_optimiser", "propose_edit", "write_notes"}
     assert all("input_schema" in t for t in body["tools"])
     assert body["system"][-1]["cache_control"] == {"type": "ephemeral"}
     assert "Current best train.py" in body["system"][-1]["text"] and OLD_MLP in body["system"][-1]["text"]

@@ -55,7 +55,8 @@ def test_a_client_lists_tools_runs_a_good_and_a_bad_experiment_and_reads_results
 
     async def body(session: ClientSession):
         tools = {t.name: t for t in (await session.list_tools()).tools}
-        assert set(tools) == {"read_file", "list_experiments", "show_experiment", "write_notes", "run_experiment"}
+        assert set(tools) == {"read_file", "list_experiments", "show_experiment", "training_curve", "ask_optimiser",
+                              "write_notes", "run_experiment"}
         assert tools["read_file"].input_schema == READ_FILE["parameters"]
         assert tools["run_experiment"].input_schema["required"] == ["description"]
         program = await session.call_tool("read_file", {"path": "program.md"})
@@ -69,9 +70,16 @@ def test_a_client_lists_tools_runs_a_good_and_a_bad_experiment_and_reads_results
         second = await session.call_tool("run_experiment", {"description": "spawn a process", "diff": bad})
         listing = await session.call_tool("list_experiments", {})
         shown = await session.call_tool("show_experiment", {"n": 2})
-        return first, second, listing, shown
+        curve = await session.call_tool("training_curve", {"n": 2})
+        advice = await session.call_tool("ask_optimiser", {})
+        return first, second, listing, shown, curve, advice
 
-    first, second, listing, shown = anyio.run(with_client, sandbox, body)
+    first, second, listing, shown, curve, advice = anyio.run(with_client, sandbox, body)
+    # the real run's log gives a curve of 10 losses, shown beside the best's when #2 was not kept
+    assert not curve.is_error and "#2 training loss at 10%..100% of the budget: " in text(curve), text(curve)
+    assert len(text(curve).split(": ")[1].split(" (best")[0].split()) == 10
+    assert not advice.is_error, text(advice)
+    assert "optimiser (tpe) after 2 trials" in text(advice) and "--- a/train.py" in text(advice)
     assert not first.is_error, text(first)
     assert "the baseline ran as experiment 1" in text(first)
     assert "experiment 2: outcome" in text(first) and "best val_bpb so far:" in text(first)

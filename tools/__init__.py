@@ -1,4 +1,5 @@
-"""Agent-facing tools: read a file, list and show experiments, propose an edit, write notes.
+"""Agent-facing tools: read a file, list and show experiments, training curves, ask the optimiser,
+propose an edit, write notes.
 
 Plain functions with JSON schemas (:mod:`tools.schemas`), one module per responsibility, bound to
 one sandbox by :class:`Toolbox` for the built-in loop (and, unchanged, for an MCP server later)::
@@ -14,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .experiments import list_experiments, show_experiment
+from .experiments import list_experiments, show_experiment, training_curve
 from .files import ToolError, read_file, write_notes
+from .optimiser import ask_optimiser
 from .propose import Verdict, propose_edit
 from .schemas import ALL_TOOLS
 
-__all__ = ["ALL_TOOLS", "ToolError", "ToolResult", "Toolbox", "Verdict", "list_experiments", "propose_edit",
-           "read_file", "show_experiment", "write_notes"]
+__all__ = ["ALL_TOOLS", "ToolError", "ToolResult", "Toolbox", "Verdict", "ask_optimiser", "list_experiments",
+           "propose_edit", "read_file", "show_experiment", "training_curve", "write_notes"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,10 @@ class Toolbox:
             return ToolResult(list_experiments(self.history, args.get("last_n", 20)))
         if name == "show_experiment":
             return ToolResult(show_experiment(self.sandbox, self.history, args["n"]))
+        if name == "training_curve":
+            return ToolResult(training_curve(self.history, args["n"]))
+        if name == "ask_optimiser":
+            return ToolResult(ask_optimiser(self.sandbox, self.files, self.history, args.get("sampler", "tpe")))
         if name == "write_notes":
             return ToolResult(write_notes(self.sandbox, args["text"], self.experiment))
         if name == "propose_edit":

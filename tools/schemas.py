@@ -69,5 +69,29 @@ WRITE_NOTES = {
     },
 }
 
+TRAINING_CURVE = {
+    "name": "training_curve",
+    "description": ("One experiment's training loss at 10%, 20%, ..., 100% of the time budget, beside the best's: "
+                    "how fast a change learns and whether it was still improving when time ran out."),
+    "parameters": {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 1, "description": "the experiment number"}},
+        "required": ["n"],
+    },
+}
+
+ASK_OPTIMISER = {
+    "name": "ask_optimiser",
+    "description": ("Ask the model-based optimiser (Optuna TPE over train.py's ALL_CAPS knobs, learnt from every "
+                    "experiment so far) for its next suggestion, as knob values and a ready unified diff, and what it "
+                    "has learnt: the best trial, the best region, which knobs matter. Advice only: use it, change "
+                    "it or ignore it."),
+    "parameters": {
+        "type": "object",
+        "properties": {"sampler": {"type": "string", "enum": ["tpe", "cmaes", "random"],
+                                   "description": "the optimiser's sampler (default tpe)"}},
+    },
+}
+
 #: every tool, in the order they are offered to a model
-ALL_TOOLS = (READ_FILE, LIST_EXPERIMENTS, SHOW_EXPERIMENT, PROPOSE_EDIT, WRITE_NOTES)
+ALL_TOOLS = (READ_FILE, LIST_EXPERIMENTS, SHOW_EXPERIMENT, TRAINING_CURVE, ASK_OPTIMISER, PROPOSE_EDIT, WRITE_NOTES)

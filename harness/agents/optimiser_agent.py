@@ -61,9 +61,14 @@ class OptimiserAgent:
             AgentError: no sandbox to read the ledger's files from, train.py does not parse or has
                 no searchable knob, or 20 asks gave only files that already ran.
         """
+        return self.advise(context)[0]
+
+    def advise(self, context: Context, explain: bool = False) -> tuple[Proposal, dict]:
+        """:meth:`propose`, and with ``explain`` what the optimiser learnt
+        (:func:`harness.optimiser.learnt`, plus ``space``: the searched dimensions as text)."""
         from ..decisions import file_key
         from ..knobs import KnobError, set_knobs
-        from ..optimiser import OptimiserError, search_space, trials
+        from ..optimiser import OptimiserError, learnt, search_space, trials
         from ..patch import make_unified_diff
 
         if context.sandbox is None:
@@ -88,8 +93,10 @@ class OptimiserAgent:
                 reason = (f"{point.sampler} after {point.trials} trials"
                           + (f" (best trial {best:.4f})" if best is not None else ""))
                 head = f"{self.name} trial {point.trials + 1}: "
-                return Proposal(head + ", ".join(changed), make_unified_diff(source, new), format="trial",
-                                knob={"knob": f"{len(changed)} knobs", "action": point.sampler, "reason": reason,
-                                      "params": point.params})
+                proposal = Proposal(head + ", ".join(changed), make_unified_diff(source, new), format="trial",
+                                    knob={"knob": f"{len(changed)} knobs", "action": point.sampler, "reason": reason,
+                                          "params": point.params})
+                info = {**learnt(space, past), "space": [d.text() for d in space.values()]} if explain else {}
+                return proposal, info
         raise AgentError(f"the optimiser suggested only files that already ran in {MAX_ASKS} asks; "
                          "widen the search (edit train.py's knobs) or use an LLM agent")

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional
 
+from ..curves import summary
 from .base import Context
 
 RECENT = 8
@@ -28,8 +29,10 @@ the harness runs a promising change again with other seeds and keeps it only whe
 clearly more than the measured noise; a change whose file equals one already run is refused as a duplicate.
 
 How one experiment works:
-1. Read what you need with the tools (read_file, list_experiments, show_experiment). The current best \
-train.py is below; you rarely need to read it again.
+1. Read what you need with the tools (read_file, list_experiments, show_experiment, training_curve). The \
+current best train.py is below; you rarely need to read it again. ask_optimiser gives a model-based \
+optimiser's next knob values and what it learnt from every experiment so far (which knobs matter, the best \
+region): use it or ignore it.
 2. Call propose_edit once with a one-line description and ONE edit of train.py. Anything is fair game: \
 hyperparameters, architecture, optimizer, schedule, initialisation.
 3. If propose_edit answers "refused", read every reason, fix the edit and call it again. When it answers \
@@ -124,6 +127,9 @@ def task_message(context: Context, edit_format: str = "udiff", sandbox: Optional
     noise = f" {context.noise.text()}: smaller differences are chance." if getattr(context.noise, "sd", None) else ""
     parts = [f"Experiment {context.experiment}. Best val_bpb so far: {best}.{noise}", "",
              "History:", history_summary(context.history)]
+    curves = summary(context.history)
+    if curves:
+        parts += ["", curves]
     crash = last_crash(context.history, sandbox)
     if crash:
         parts += ["", crash]
