@@ -43,6 +43,7 @@ import ast
 import math
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 from .decisions import SCORED
@@ -390,6 +391,33 @@ def learnt(space: dict[str, Dimension], past: list[Trial], top: float = 0.2) -> 
     return out
 
 
+class GitFiles:
+    """``read(rev) -> train.py text`` of a sandbox's git repository, cached by rev (give commit shas:
+    a cached ``HEAD`` does not follow the branch).
+
+    Raises:
+        OSError: the commit or file is not in the repository (``git show`` failed).
+    """
+
+    def __init__(self, sandbox: Path, name: str = "train.py"):
+        self.sandbox, self.name, self.cache = Path(sandbox), name, {}
+        self._repo = None
+
+    def __call__(self, commit: str) -> str:
+        if commit not in self.cache:
+            import git
+
+            try:
+                if self._repo is None:
+                    self._repo = git.Repo(self.sandbox)
+                self.cache[commit] = self._repo.git.show(f"{commit}:{self.name}")
+            except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+                raise OSError(f"{self.sandbox} is not a git repository") from None
+            except git.GitCommandError as exc:
+                raise OSError(f"{self.name} at {commit[:10]}: {exc.stderr.strip()}") from None
+        return self.cache[commit]
+
+
 def changed_knobs(records: list, read: Callable[[str], str]) -> dict[str, int]:
     """Knob coverage: knob name -> number of experiments whose train.py set it to a value other
     than their parent's (experiments that ran; refusals, confirmations and re-measures left out).
@@ -415,5 +443,32 @@ def changed_knobs(records: list, read: Callable[[str], str]) -> dict[str, int]:
     return counts
 
 
-__all__ = ["Dimension", "Optimiser", "OptimiserError", "Suggestion", "Trial", "SAMPLERS", "changed_knobs",
-           "knob_values", "learnt", "search_space", "skeleton", "study_of", "trials"]
+
+def coverage(sandbox: Path, records: list, current: str) -> tuple[dict[str, int], list[str]]:
+    """Which knobs the experiments of ``sandbox`` explored: ``(explored, searchable)``, explored
+    mapping each knob name to the number of experiments that changed it from their parent
+    (:func:`changed_knobs`), searchable the knobs of ``current`` (the best's train.py) in the
+    optimiser's space (:func:`search_space`)."""
+    explored = changed_knobs(records, GitFiles(sandbox))
+    try:
+        searchable = list(search_space(knob_values(current)))
+    except SyntaxError:
+        searchable = []
+    return explored, searchable
+
+
+def coverage_text(explored: dict[str, int], searchable: list[str]) -> str:
+    """``knobs explored: 12 of 15 (DEPTH 8, N_EMBD 5, ...); not yet: ROPE_BASE, ...`` (knobs
+    outside the searchable ones count in the list, not in the ratio)."""
+    ranked = sorted(explored.items(), key=lambda kv: -kv[1])
+    line = f"knobs explored: {sum(n in explored for n in searchable)} of {len(searchable)}"
+    if ranked:
+        line += " (" + ", ".join(f"{n} {c}" for n, c in ranked) + ")"
+    missing = [n for n in searchable if n not in explored]
+    if missing:
+        line += "; not yet: " + ", ".join(missing)
+    return line
+
+
+__all__ = ["Dimension", "GitFiles", "Optimiser", "OptimiserError", "Suggestion", "Trial", "SAMPLERS",
+           "changed_knobs", "coverage", "coverage_text", "knob_values", "learnt", "search_space", "skeleton", "study_of", "trials"]

@@ -69,6 +69,18 @@ def print_status(sandbox: Path, console: Console | None = None) -> None:
         console.print(f"best val_bpb: {est.val_bpb:.6f} at {(est.commit or '-------')[:7]} (experiment "
                       f"{est.experiment}, mean of {est.runs} run{'s' if est.runs != 1 else ''})")
     console.print(_noise_line(records))
+    console.print(_coverage_line(sandbox, records))
+
+
+def _coverage_line(sandbox: Path, records: list[dict]) -> str:
+    """Which knobs the experiments explored (:func:`harness.optimiser.coverage`)."""
+    from .optimiser import GitFiles, coverage, coverage_text
+
+    try:
+        current = GitFiles(sandbox)("HEAD")
+    except (OSError, ValueError) as exc:
+        return f"knobs explored: unknown (train.py of the best cannot be read: {exc})"
+    return coverage_text(*coverage(sandbox, records, current))
 
 
 def _noise_line(records: list[dict]) -> str:
@@ -103,3 +115,4 @@ def print_log(sandbox: Path, last: int | None = None, console: Console | None = 
                       f"{tps:,.0f}" if tps else "", row.get("description", ""))
     console.print(table)
     console.print(_noise_line(records))
+    console.print(_coverage_line(Path(sandbox), records))

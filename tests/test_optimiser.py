@@ -126,3 +126,10 @@ def test_optuna_agent_continues_the_search_after_a_kill(quick_sandbox):
     assert all(r["agent"] == "optuna" for r in after)
     assert len({r["file_key"] for r in rows(sandbox) if r.get("run_s") is not None and not r.get("repeat_of")}) == \
         len([r for r in rows(sandbox) if r.get("run_s") is not None and not r.get("repeat_of")])
+    # coverage: the optimiser's trials move every searchable knob
+    import subprocess
+    import sys
+
+    status = subprocess.run([sys.executable, "-m", "harness", "status", str(sandbox)], capture_output=True, text=True)
+    line = next(x for x in status.stdout.splitlines() if x.startswith("knobs explored:"))
+    assert int(line.split()[2]) >= 10 and line.split()[4] == "15", line

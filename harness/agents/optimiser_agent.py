@@ -15,30 +15,6 @@ from .base import AgentError, Context, Proposal
 MAX_ASKS = 20
 
 
-class GitFiles:
-    """``read(commit) -> train.py text`` of a sandbox's git repository, cached by commit.
-
-    Raises:
-        OSError: the commit or file is not in the repository (``git show`` failed).
-    """
-
-    def __init__(self, sandbox: Path, name: str = "train.py"):
-        self.sandbox, self.name, self.cache = Path(sandbox), name, {}
-        self._repo = None
-
-    def __call__(self, commit: str) -> str:
-        if commit not in self.cache:
-            import git
-
-            if self._repo is None:
-                self._repo = git.Repo(self.sandbox)
-            try:
-                self.cache[commit] = self._repo.git.show(f"{commit}:{self.name}")
-            except git.GitCommandError as exc:
-                raise OSError(f"{self.name} at {commit[:10]}: {exc.stderr.strip()}") from None
-        return self.cache[commit]
-
-
 class OptimiserAgent:
     """Proposals from :class:`harness.optimiser.Optimiser`.
 
@@ -52,7 +28,7 @@ class OptimiserAgent:
 
         self.optimiser = Optimiser(sampler, seed or 0)
         self.name = "optuna" if sampler == "tpe" else f"optuna:{sampler}"
-        self._read: Optional[GitFiles] = None
+        self._read = None
 
     def propose(self, context: Context) -> Proposal:
         """The optimiser's next untried point as a ``trial`` proposal against the current best.
@@ -68,7 +44,7 @@ class OptimiserAgent:
         (:func:`harness.optimiser.learnt`, plus ``space``: the searched dimensions as text)."""
         from ..decisions import file_key
         from ..knobs import KnobError, set_knobs
-        from ..optimiser import OptimiserError, learnt, search_space, trials
+        from ..optimiser import GitFiles, OptimiserError, learnt, search_space, trials
         from ..patch import make_unified_diff
 
         if context.sandbox is None:
