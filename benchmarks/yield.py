@@ -23,7 +23,18 @@ re-measures count; refusals do not train and do not count). Repeated over ``--se
 Last line: ``false_keep_rate=<noise policy> true_gain=<noise policy> greedy_false_keep_rate=...
 greedy_true_gain=... noise_sd=... runs=... seeds=...``.
 
+**Search mode** (``--search``): the strategies that propose (the agents), each under the default
+noise policy, on the same simulated objective, at equal training runs over the same seeds:
+``random`` (uniform over the optimiser's space), ``menu`` (a random knob-menu move from the best:
+what a model alone does when its choice carries no information), ``tpe`` and ``cmaes`` (the
+optimiser, :mod:`harness.optimiser`), ``hybrid-menu`` (TPE with 3 trials in 10 from ``menu``),
+and, slow because they run the real embedded model (a few seconds a proposal on 2 cores),
+``local`` (the model alone) and ``hybrid`` (TPE with 3 trials in 10 from the model, the
+``--agent hybrid`` of the harness). Printed per strategy: ``true_gain`` (mean, sd, min, max over
+seeds), kept changes and knobs explored. Last line: ``search: <strategy>=<true_gain> ...``.
+
 Usage: python benchmarks/yield.py [--runs 120] [--seeds 6] [--noise 0.0068]
+       python benchmarks/yield.py --search [--strategies random,menu,tpe,cmaes,hybrid-menu] [--runs 60]
 """
 
 from __future__ import annotations
@@ -120,12 +131,13 @@ class RandomKnobAgent:
     def __init__(self, rng: random.Random):
         self.rng = rng
 
-    def propose(self, files: dict, records: list):
+    def propose(self, context):
         from harness.agents.base import Proposal
         from harness.decisions import file_key
         from harness.knobs import Knob, _new_value, actions_for
         from harness.patch import make_unified_diff
 
+        files, records = context.files, context.history
         ran = {r.get("file_key") for r in records if r.get("run_s") is not None}
         source = files["train.py"]
         for depth in (1, 2, 3):  # single moves first; once all ran, two or three moves at once
@@ -163,20 +175,27 @@ def make_sandbox(root: Path, policy: str, settings: dict) -> Path:
     return root
 
 
-def run_policy(policy: str, seed: int, runs: int, sd: float, workdir: Path, settings: dict) -> dict:
-    """One session of ``runs`` training runs under ``policy``; the true figures of its record."""
+def run_policy(policy: str, seed: int, runs: int, sd: float, workdir: Path, settings: dict,
+               strategy: str = "menu") -> dict:
+    """One session of ``runs`` training runs under ``policy`` with the agent of ``strategy``;
+    the true figures of its record."""
+    from harness.agents.base import Context
     from harness.config import load
     from harness.core import ExperimentCore
+    from harness.optimiser import GitFiles, changed_knobs
 
-    sandbox = make_sandbox(workdir / f"{policy}-{seed}", policy, settings)
+    sandbox = make_sandbox(workdir / f"{policy}-{strategy}-{seed}", policy, settings)
     sim = SimulatedRunner(sandbox, sd, random.Random(seed * 7919 + 1))
-    agent = RandomKnobAgent(random.Random(seed))
+    agent = make_strategy(strategy, seed)
     core = ExperimentCore(sandbox, load(sandbox), agent.name, measure=sim)
     with core.holding():
         while sim.runs < runs:
             if core.run_due():
                 continue
-            core.submit(agent.propose(core.files(), core.ledger.records()), time.time())
+            records = core.ledger.records()
+            context = Context(experiment=records[-1]["experiment"] + 1, program="", files=core.files(),
+                              history=records, best_val_bpb=core.ledger.best()[0], sandbox=sandbox)
+            core.submit(agent.propose(context), time.time())
     records = core.ledger.records()
     truth = {}
     for r in records:
@@ -189,7 +208,50 @@ def run_policy(policy: str, seed: int, runs: int, sd: float, workdir: Path, sett
     false_keeps = sum(1 for prev, r in zip(kept, kept[1:]) if not truth[r["file_key"]] < truth[prev["file_key"]])
     return {"kept": len(kept) - 1, "false_keeps": false_keeps,
             "true_gain": truth[kept[0]["file_key"]] - truth[kept[-1]["file_key"]], "runs": sim.runs,
-            "rows": len(records)}
+            "rows": len(records), "knobs": len(changed_knobs(records, GitFiles(sandbox)))}
+
+
+def make_strategy(strategy: str, seed: int):
+    """The agent of a search strategy (see the module docstring)."""
+    from harness.agents.hybrid import HybridAgent
+    from harness.agents.optimiser_agent import OptimiserAgent
+
+    if strategy == "menu":
+        return RandomKnobAgent(random.Random(seed))
+    if strategy in ("random", "tpe", "cmaes"):
+        return OptimiserAgent(strategy, seed=seed)
+    if strategy == "hybrid-menu":
+        return HybridAgent(OptimiserAgent("tpe", seed=seed), RandomKnobAgent(random.Random(seed)), name="hybrid-menu")
+    if strategy in ("local", "hybrid"):
+        from harness.agents.local import LocalAgent
+
+        model = LocalAgent.load(seed=seed)
+        return model if strategy == "local" else HybridAgent(OptimiserAgent("tpe", seed=seed), model)
+    raise SystemExit(f"unknown strategy {strategy!r}")
+
+
+def search(args, settings: dict) -> None:
+    """``--search``: every strategy under the noise policy, same seeds, equal runs."""
+    strategies = args.strategies.split(",")
+    workdir = Path(tempfile.mkdtemp(prefix="search-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    results: dict[str, list[dict]] = {s: [] for s in strategies}
+    t0 = time.perf_counter()
+    for seed in range(args.seeds):
+        for strategy in strategies:
+            res = run_policy("noise", seed, args.runs, args.noise, workdir, settings, strategy)
+            results[strategy].append(res)
+            print(f"seed {seed} {strategy:11s}: true_gain {res['true_gain']:.4f}, kept {res['kept']:2d} "
+                  f"(false {res['false_keeps']}), knobs explored {res['knobs']:2d}, {res['runs']} runs", flush=True)
+    line = []
+    for strategy, rows in results.items():
+        gains = [r["true_gain"] for r in rows]
+        sd = statistics.stdev(gains) if len(gains) > 1 else 0.0
+        print(f"{strategy:11s}: true_gain mean {statistics.mean(gains):.4f} sd {sd:.4f} (min {min(gains):.4f}, "
+              f"max {max(gains):.4f}); kept {sum(r['kept'] for r in rows)}, false keeps "
+              f"{sum(r['false_keeps'] for r in rows)}; knobs explored (median) {statistics.median(r['knobs'] for r in rows)}")
+        line.append(f"{strategy}={statistics.mean(gains):.4f}")
+    print(f"{time.perf_counter() - t0:.0f} s; {args.runs} runs a session; noise sd {args.noise}; seeds 0-{args.seeds - 1}")
+    print("search: " + " ".join(line))
 
 
 def main() -> None:
@@ -200,6 +262,9 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="a [policy] setting for the noise policy instead of its default, e.g. confirm_runs=1")
     ap.add_argument("--policies", default="greedy,noise", help="which policies to run (tuning runs one)")
+    ap.add_argument("--search", action="store_true", help="compare the proposing strategies instead of the policies")
+    ap.add_argument("--strategies", default="random,menu,tpe,cmaes,hybrid-menu",
+                    help="--search: which strategies (also local, hybrid: the real embedded model, slow)")
     args = ap.parse_args()
     from harness.decisions import PolicySettings
 
@@ -208,6 +273,9 @@ def main() -> None:
     for item in args.set:
         name, value = item.split("=", 1)
         settings[name] = type(getattr(defaults, name))(value)
+    if args.search:
+        search(args, settings)
+        return
     workdir = Path(tempfile.mkdtemp(prefix="yield-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
     results: dict[str, list[dict]] = {"greedy": [], "noise": []}
     t0 = time.perf_counter()

@@ -133,3 +133,39 @@ def test_optuna_agent_continues_the_search_after_a_kill(quick_sandbox):
     status = subprocess.run([sys.executable, "-m", "harness", "status", str(sandbox)], capture_output=True, text=True)
     line = next(x for x in status.stdout.splitlines() if x.startswith("knobs explored:"))
     assert int(line.split()[2]) >= 10 and line.split()[4] == "15", line
+
+
+def test_hybrid_gives_the_model_3_trials_in_10_and_falls_back_to_the_optimiser(tmp_path):
+    from harness.agents.base import Context
+    from harness.agents.hybrid import HybridAgent
+    from harness.agents.local import LocalAgent
+    from harness.agents.optimiser_agent import OptimiserAgent
+    from tests.test_agent_local import Replay
+
+    def ctx(ran: int) -> Context:
+        history = [{"experiment": i + 1, "outcome": "not_improved", "val_bpb": 2.5, "run_s": 1.0, "file_key": f"k{i}",
+                    "description": "x"} for i in range(ran)]
+        return Context(experiment=ran + 1, program="", files={"train.py": TEMPLATE}, history=history,
+                       best_val_bpb=2.5, sandbox=tmp_path)
+
+    answer = json.dumps({"knob": "DEPTH", "action": "+1", "reason": "deeper"})
+    hybrid = HybridAgent(OptimiserAgent("tpe"), LocalAgent(Replay(answer)))
+    assert hybrid.propose(ctx(2)).format == "knob"  # slot 2 of 10: the model
+    assert hybrid.propose(ctx(3)).format == "trial"  # the optimiser
+    junk = HybridAgent(OptimiserAgent("tpe"), LocalAgent(Replay("no", "json", "here")))
+    fallback = junk.propose(ctx(5))
+    assert fallback.format == "trial" and "the model failed" in fallback.knob["reason"]
+    assert fallback.usage.llm_calls == 3  # the model's failed calls are still accounted
+
+
+def test_yield_benchmark_search_mode_prints_true_gain_per_strategy():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "yield.py"), "--search", "--runs", "12", "--seeds",
+                          "1", "--strategies", "random,tpe,hybrid-menu"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("search: random=") and " tpe=" in last and " hybrid-menu=" in last
+    assert all(math.isfinite(float(x.split("=")[1])) for x in last.split()[1:])

@@ -1,6 +1,7 @@
 """Agents by spec string: ``local`` (embedded SmolLM2, the default), ``local:PATH.gguf``,
 ``scripted:FILE``, ``anthropic:MODEL``, ``openai:MODEL`` (any OpenAI-compatible server) and
-``optuna`` (TPE), ``optuna:cmaes``, ``optuna:random`` (the optimiser, no LLM)."""
+``optuna`` (TPE), ``optuna:cmaes``, ``optuna:random`` (the optimiser, no LLM) and ``hybrid`` (the
+optimiser with the local model proposing 3 trials in 10)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def make_agent(spec: str, seed: int | None = None, base_url: str | None = None,
 
     Args:
         spec: ``local`` | ``local:PATH.gguf`` | ``scripted:FILE`` | ``anthropic:MODEL`` | ``openai:MODEL``
-            | ``optuna`` | ``optuna:tpe`` | ``optuna:cmaes`` | ``optuna:random``.
+            | ``optuna`` | ``optuna:tpe`` | ``optuna:cmaes`` | ``optuna:random`` | ``hybrid`` (TPE and the
+            embedded model) | ``hybrid:PATH.gguf``.
         seed: sampling seed for the local model (None: random), base seed of the optimiser (None: 0).
         base_url: endpoint of an API model (default: ``ANTHROPIC_BASE_URL`` / ``OPENAI_BASE_URL``,
             else the provider's own).
@@ -54,6 +56,16 @@ def make_agent(spec: str, seed: int | None = None, base_url: str | None = None,
             return make_api_agent(kind, arg, base_url=base_url, tool_choice=tool_choice, max_llm_usd=max_llm_usd)
         except ValueError as exc:  # MissingKey included
             raise AgentSpecError(str(exc)) from None
+    if kind == "hybrid":
+        from .hybrid import HybridAgent
+        from .local import LocalAgent, LocalModelError
+        from .optimiser_agent import OptimiserAgent
+
+        try:
+            model = LocalAgent.load(model_path=arg or None, seed=seed)
+        except LocalModelError as exc:
+            raise AgentSpecError(str(exc)) from None
+        return HybridAgent(OptimiserAgent("tpe", seed=seed), model, name=spec)
     if kind == "optuna":
         from ..optimiser import SAMPLERS
         from .optimiser_agent import OptimiserAgent
@@ -62,4 +74,4 @@ def make_agent(spec: str, seed: int | None = None, base_url: str | None = None,
             raise AgentSpecError(f"unknown optimiser {arg!r}; choose optuna (TPE), optuna:cmaes or optuna:random")
         return OptimiserAgent(arg or "tpe", seed=seed)
     raise AgentSpecError(f"unknown agent {spec!r}; choose local, local:PATH.gguf, scripted:FILE, "
-                         "anthropic:MODEL, openai:MODEL, optuna, optuna:cmaes or optuna:random.")
+                         "anthropic:MODEL, openai:MODEL, optuna, optuna:cmaes, optuna:random or hybrid.")
