@@ -98,7 +98,7 @@ allowance_s = {cfg.allowance_s:g}              # extra seconds for start-up and 
 over_budget_tolerance_s = {cfg.over_budget_tolerance_s:g}   # trained seconds past the budget before a run is over_budget
 
 [agent]
-spec = "{cfg.agent}"                 # local | scripted:FILE | anthropic:MODEL | openai:MODEL (see the README)
+spec = "{cfg.agent}"                 # local | hybrid | optuna | optuna:cmaes | scripted:FILE | anthropic:MODEL | openai:MODEL (see the README)
 
 [policy]   # how a change is kept (README "How a decision is made")
 keep = "{p.keep}"                 # noise: confirm and keep only beyond the measured noise; greedy: any lower val_bpb

@@ -84,7 +84,7 @@ def test_anthropic_agent_edits_architecture_repairs_a_refused_diff_and_survives_
     # the wire: tools and cache control on every request, the history in the next prompt, no key in a body
     bodies = [r.json for r in srv.requests]
     assert len(srv.requests) == 6 + 1  # six scripted replies, then the refused request (a 400 is not retried)
-    assert all(b["system"][-1]["cache_control"] == {"type": "ephemeral"} and len(b["tools"]) == 5 for b in bodies)
+    assert all(b["system"][-1]["cache_control"] == {"type": "ephemeral"} and len(b["tools"]) == 7 for b in bodies)
     assert "#2 " in bodies[2]["messages"][0]["content"][0]["text"]
     shown, noted = bodies[4]["messages"][-1]["content"][:2]
     assert shown["tool_use_id"] == "s1" and "+        return x + self.drop(self.fc_out(F.gelu" in shown["content"]

@@ -83,6 +83,7 @@ def test_a_client_lists_tools_runs_a_good_and_a_bad_experiment_and_reads_results
     assert not first.is_error, text(first)
     assert "the baseline ran as experiment 1" in text(first)
     assert "experiment 2: outcome" in text(first) and "best val_bpb so far:" in text(first)
+    assert "#2 training loss at 10%..100% of the budget: " in text(first)  # the run's curve, beside the best's
     assert second.is_error and "rail_blocked" in text(second) and "subprocess" in text(second)
     assert "#3 rail_blocked" in text(listing) and "#2 " in text(listing)
     assert "higher learning rate" in text(shown)
