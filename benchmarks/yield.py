@@ -27,10 +27,11 @@ greedy_true_gain=... noise_sd=... runs=... seeds=...``.
 noise policy, on the same simulated objective, at equal training runs over the same seeds:
 ``random`` (uniform over the optimiser's space), ``menu`` (a random knob-menu move from the best:
 what a model alone does when its choice carries no information), ``tpe`` and ``cmaes`` (the
-optimiser, :mod:`harness.optimiser`), ``hybrid-menu`` (TPE with 3 trials in 10 from ``menu``),
-and, slow because they run the real embedded model (a few seconds a proposal on 2 cores),
-``local`` (the model alone) and ``hybrid`` (TPE with 3 trials in 10 from the model, the
-``--agent hybrid`` of the harness). Printed per strategy: ``true_gain`` (mean, sd, min, max over
+optimiser, :mod:`harness.optimiser`), ``hybrid-menu`` (the hybrid's optimiser with 3 trials in
+10 from ``menu``), and, slow because they run the real embedded model (a few seconds a proposal
+on 2 cores), ``local`` (the model alone) and ``hybrid`` (the ``--agent hybrid`` of the harness:
+the optimiser with 3 trials in 10 from the model). ``hybrid:tpe``, ``hybrid-menu:cmaes`` ... pick
+the hybrid's sampler (default :data:`harness.agents.hybrid.SAMPLER`). Printed per strategy: ``true_gain`` (mean, sd, min, max over
 seeds), kept changes and knobs explored. Last line: ``search: <strategy>=<true_gain> ...``.
 
 Usage: python benchmarks/yield.py [--runs 120] [--seeds 6] [--noise 0.0068]
@@ -41,9 +42,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import atexit
 import math
 import random
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -216,17 +219,21 @@ def make_strategy(strategy: str, seed: int):
     from harness.agents.hybrid import HybridAgent
     from harness.agents.optimiser_agent import OptimiserAgent
 
+    from harness.agents.hybrid import SAMPLER
+
+    kind, _, sampler = strategy.partition(":")
+    sampler = sampler or SAMPLER
     if strategy == "menu":
         return RandomKnobAgent(random.Random(seed))
     if strategy in ("random", "tpe", "cmaes"):
         return OptimiserAgent(strategy, seed=seed)
-    if strategy == "hybrid-menu":
-        return HybridAgent(OptimiserAgent("tpe", seed=seed), RandomKnobAgent(random.Random(seed)), name="hybrid-menu")
-    if strategy in ("local", "hybrid"):
+    if kind == "hybrid-menu":
+        return HybridAgent(OptimiserAgent(sampler, seed=seed), RandomKnobAgent(random.Random(seed)), name=strategy)
+    if kind in ("local", "hybrid"):
         from harness.agents.local import LocalAgent
 
         model = LocalAgent.load(seed=seed)
-        return model if strategy == "local" else HybridAgent(OptimiserAgent("tpe", seed=seed), model)
+        return model if kind == "local" else HybridAgent(OptimiserAgent(sampler, seed=seed), model, name=strategy)
     raise SystemExit(f"unknown strategy {strategy!r}")
 
 
@@ -234,6 +241,7 @@ def search(args, settings: dict) -> None:
     """``--search``: every strategy under the noise policy, same seeds, equal runs."""
     strategies = args.strategies.split(",")
     workdir = Path(tempfile.mkdtemp(prefix="search-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     results: dict[str, list[dict]] = {s: [] for s in strategies}
     t0 = time.perf_counter()
     for seed in range(args.seeds):
@@ -277,6 +285,7 @@ def main() -> None:
         search(args, settings)
         return
     workdir = Path(tempfile.mkdtemp(prefix="yield-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     results: dict[str, list[dict]] = {"greedy": [], "noise": []}
     t0 = time.perf_counter()
     for seed in range(args.seeds):

@@ -53,8 +53,9 @@ def init(directory: Path, corpus: str, time_budget: int, tag: str | None):
               help="record at most this many experiments in this session (baseline repeats, confirmation runs and "
                    "re-measures count: each is a row and a training run)")
 @click.option("--agent", "agent_spec", default=None,
-              help="local (embedded model, default) | local:PATH.gguf | scripted:FILE | anthropic:MODEL | openai:MODEL "
-                   "| optuna (TPE over the knobs, no LLM) | optuna:cmaes | optuna:random")
+              help="hybrid (the optimiser with the embedded model proposing 3 trials in 10; the default of harness.toml) "
+                   "| optuna (TPE over the knobs, no LLM) | optuna:cmaes | optuna:random | local (the embedded model "
+                   "alone) | local:PATH.gguf | scripted:FILE | anthropic:MODEL | openai:MODEL")
 @click.option("--base-url", default=None,
               help="API endpoint (default: $ANTHROPIC_BASE_URL / $OPENAI_BASE_URL), e.g. http://127.0.0.1:8000/v1")
 @click.option("--tool-choice", default="auto", show_default=True,

@@ -53,7 +53,7 @@ class HarnessConfig:
     time_budget_s: int = 60
     allowance_s: float = 120.0
     over_budget_tolerance_s: float = 10.0
-    agent: str = "local"
+    agent: str = "hybrid"
     policy: PolicySettings = field(default_factory=PolicySettings)
     allowed_imports: tuple[str, ...] | None = None
     allowed_imports_extra: tuple[str, ...] = ()
@@ -147,7 +147,7 @@ def load(sandbox: Path) -> HarnessConfig:
             time_budget_s=int(run.get("time_budget_s", 60)),
             allowance_s=float(run.get("allowance_s", 120.0)),
             over_budget_tolerance_s=float(run.get("over_budget_tolerance_s", 10.0)),
-            agent=str(agent.get("spec", "local")),
+            agent=str(agent.get("spec", "hybrid")),
             policy=_policy(policy),
             allowed_imports=_names(rails, "allowed_imports"),
             allowed_imports_extra=_names(rails, "allowed_imports_extra") or (),

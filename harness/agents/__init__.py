@@ -57,7 +57,7 @@ def make_agent(spec: str, seed: int | None = None, base_url: str | None = None,
         except ValueError as exc:  # MissingKey included
             raise AgentSpecError(str(exc)) from None
     if kind == "hybrid":
-        from .hybrid import HybridAgent
+        from .hybrid import SAMPLER, HybridAgent
         from .local import LocalAgent, LocalModelError
         from .optimiser_agent import OptimiserAgent
 
@@ -65,7 +65,7 @@ def make_agent(spec: str, seed: int | None = None, base_url: str | None = None,
             model = LocalAgent.load(model_path=arg or None, seed=seed)
         except LocalModelError as exc:
             raise AgentSpecError(str(exc)) from None
-        return HybridAgent(OptimiserAgent("tpe", seed=seed), model, name=spec)
+        return HybridAgent(OptimiserAgent(SAMPLER, seed=seed), model, name=spec)
     if kind == "optuna":
         from ..optimiser import SAMPLERS
         from .optimiser_agent import OptimiserAgent

@@ -16,6 +16,8 @@ from .base import AgentError, Context, Proposal
 
 #: trial indices (mod 10) proposed by the model
 MODEL_SLOTS = (2, 5, 8)
+#: the optimiser's sampler in ``--agent hybrid``
+SAMPLER = "tpe"
 
 
 class HybridAgent:
