@@ -56,6 +56,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness.optimiser import knob_values  # noqa: E402  (ast: libcst's knob reader is ~100x slower)
+
 #: the template's defaults are not at the optimum; true val_bpb at the optimum
 BEST_POSSIBLE = 2.20
 
@@ -82,22 +84,6 @@ def true_val_bpb(knobs: dict) -> tuple[float, str]:
     val += 0.004 * abs(math.log2(max(knobs["GRAD_CLIP"], 0.05)))
     # no effect at all: N_HEAD (in this range), ROPE_BASE, FINAL_LR_FRAC, EVAL_BATCH_SIZE, LOG_EVERY, COMPILE
     return val, "ok"
-
-
-def knob_values(source: str) -> dict:
-    """ALL_CAPS module-level int/float/bool literals of ``source`` (``ast``: libcst's knob reader,
-    which keeps positions and comments, is ~100x slower, too slow for thousands of runs)."""
-    values = {}
-    for node in ast.parse(source).body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-                and node.targets[0].id.isupper() and isinstance(node.value, (ast.Constant, ast.UnaryOp))):
-            try:
-                value = ast.literal_eval(node.value)
-            except ValueError:
-                continue
-            if isinstance(value, (int, float, bool)):
-                values[node.targets[0].id] = value
-    return values
 
 
 class SimulatedRunner:

@@ -3,6 +3,8 @@
 train.py prints progress lines (the template's: ``step   120 | loss 3.1416 | ... | 12.3/60 s``);
 the curve is read from the run's log after the run: for each of ``POINTS`` fractions
 ``k / POINTS`` of the time budget, the last loss printed at or before that much training time.
+The record keeps those points (``curve``); ``runs/<n>/curve.json`` beside the log keeps every
+printed ``(training seconds, loss)``.
 The curve is for agents and people (how fast a change learns, whether it was still improving at
 the end); no decision reads it, and it is never the metric (val_bpb comes from the trusted
 result file). A train.py that prints no such lines has no curve (None).
@@ -10,6 +12,7 @@ result file). A train.py that prints no such lines has no curve (None).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Optional
@@ -48,11 +51,22 @@ def curve(log_text: str, budget_s: float, points: int = POINTS) -> Optional[list
 
 
 def curve_of_run(log_path: Path, budget_s: float) -> Optional[list]:
-    """:func:`curve` of the log file at ``log_path`` (None if it cannot be read)."""
+    """:func:`curve` of the log file at ``log_path`` (None if it cannot be read or has no
+    progress line); the whole series goes beside the log as ``curve.json``: ``{"budget_s",
+    "curve", "series": [[training_seconds, loss], ...]}`` (a failed write is ignored: the curve
+    is informational)."""
     try:
-        return curve(Path(log_path).read_text(encoding="utf-8", errors="replace"), budget_s)
+        log_text = Path(log_path).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
+    values = curve(log_text, budget_s)
+    if values is not None:
+        try:
+            (Path(log_path).parent / "curve.json").write_text(json.dumps(
+                {"budget_s": budget_s, "curve": values, "series": losses(log_text)}), encoding="utf-8")
+        except OSError:
+            pass
+    return values
 
 
 def text(values: Optional[list]) -> str:

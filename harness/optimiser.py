@@ -332,7 +332,7 @@ class Optimiser:
         while len(xs) - told >= pop:  # replay: one generation per population of trials, in ledger order
             cma.tell(xs[told:told + pop])
             told += pop
-        cma._rng.seed(seed)
+        cma._rng.seed(seed)  # as Optuna's CmaEsSampler reseeds it before each ask
         for _ in range(len(xs) - told + attempt):  # the asks already used in this generation
             cma.ask()
         x = cma.ask()

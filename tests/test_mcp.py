@@ -78,6 +78,7 @@ def test_a_client_lists_tools_runs_a_good_and_a_bad_experiment_and_reads_results
     # the real run's log gives a curve of 10 losses, shown beside the best's when #2 was not kept
     assert not curve.is_error and "#2 training loss at 10%..100% of the budget: " in text(curve), text(curve)
     assert len(text(curve).split(": ")[1].split(" (best")[0].split()) == 10
+    assert len(json.loads((sandbox / "runs" / "2" / "curve.json").read_text())["series"]) >= 2
     assert not advice.is_error, text(advice)
     assert "optimiser (tpe) after 2 trials" in text(advice) and "--- a/train.py" in text(advice)
     assert not first.is_error, text(first)
