@@ -33,6 +33,16 @@ _FRACTION_MAX = 0.99  # fractions and probabilities stay in [0, 1)
 _BETA_MAX = 0.9999  # Adam betas stay in [0, 0.9999]
 
 
+#: knobs whose name contains one of these do not change what the model learns (seeds: noise;
+#: logging, evaluation and compilation settings): agents do not search them
+NOT_SEARCHED = ("SEED", "LOG", "EVAL", "COMPILE")
+
+
+def searchable(name: str) -> bool:
+    """Whether an agent should move knob ``name`` (see :data:`NOT_SEARCHED`)."""
+    return not any(word in name.upper() for word in NOT_SEARCHED)
+
+
 class KnobError(ValueError):
     """A knob request that cannot be carried out: unknown knob, action not valid for the knob's
     kind, an action that would leave the value unchanged, or a source that does not parse.

@@ -1,8 +1,8 @@
 """The optimiser: a model-based search over train.py's knobs, rebuilt from the ledger.
 
 **Search space** (:func:`search_space`): every knob of the baseline's train.py
-(:mod:`harness.knobs`) except those that cannot change what the model learns (names with
-``SEED``, ``LOG``, ``EVAL`` or ``COMPILE``: noise, logging, evaluation and compilation settings),
+(:mod:`harness.knobs`) except those that cannot change what the model learns
+(:func:`harness.knobs.searchable`: names with ``SEED``, ``LOG``, ``EVAL`` or ``COMPILE``),
 each around its baseline value ``v``:
 
 - bools: ``False`` / ``True``;
@@ -47,10 +47,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .decisions import SCORED
+from .knobs import searchable
 
 SAMPLERS = ("tpe", "cmaes", "random")
-#: knob names containing one of these are not searched (see the module docstring)
-NOT_SEARCHED = ("SEED", "LOG", "EVAL", "COMPILE")
 #: outcomes of a run that failed in a way that says something about its knob values
 FAILED = ("crash", "oom", "nan", "timeout", "over_budget", "missing_metric")
 _FRACTION_WORDS = {"FRAC", "FRACTION", "RATIO", "PROB", "PROBABILITY", "P", "DROPOUT", "MOMENTUM"}
@@ -188,7 +187,7 @@ def search_space(baseline: dict, seen: tuple[dict, ...] = ()) -> dict[str, Dimen
     value in ``seen`` (knob dicts of past trials); rules in the module docstring."""
     space = {}
     for name, v in baseline.items():
-        if any(word in name for word in NOT_SEARCHED):
+        if not searchable(name):
             continue
         kind = "bool" if isinstance(v, bool) else "int" if isinstance(v, int) else "float"
         if kind == "bool":

@@ -50,7 +50,9 @@ def test_a_valid_choice_becomes_a_knob_diff_that_applies():
     messages, schema, _ = model.requests[0]
     branches = {b["properties"]["knob"]["const"]: b for b in schema["anyOf"]}
     assert "x1.4" in branches["LEARNING_RATE"]["properties"]["action"]["enum"]
-    assert branches["COMPILE"]["properties"]["action"]["enum"] == ["toggle"]
+    assert "+1" in branches["DEPTH"]["properties"]["action"]["enum"]
+    # knobs that do not change what the model learns are not offered
+    assert not {"SEED", "LOG_EVERY", "EVAL_BATCH_SIZE", "COMPILE"} & set(branches)
     assert all(b["required"] == ["knob", "action", "reason"] for b in branches.values())
     assert "val_bpb" in messages[1]["content"] and "LEARNING_RATE = 0.003" in messages[1]["content"]
 

@@ -158,7 +158,7 @@ class LocalAgent:
             AgentError: train.py has no knobs, or three answers in a row were unusable.
         """
         from ..decisions import file_key
-        from ..knobs import KnobError, all_moves, find_knobs
+        from ..knobs import KnobError, all_moves, find_knobs, searchable
         from ..patch import make_unified_diff
 
         source = context.files["train.py"]
@@ -167,13 +167,14 @@ class LocalAgent:
         except KnobError as exc:
             raise AgentError(f"cannot read the knobs of train.py: {exc}") from None
         # a move is offered once per resulting file, and never when that file (comments and formatting aside)
-        # already ran in this sandbox (the core would refuse it as a duplicate); seed knobs are left out: a
-        # seed-only change measures noise (the seed-only rail refuses it)
+        # already ran in this sandbox (the core would refuse it as a duplicate); knobs that do not change what
+        # the model learns are left out (knobs.searchable): a seed-only change measures noise (the seed-only
+        # rail refuses it), a logging or evaluation setting spends an experiment on nothing
         tried = {r.get("file_key") for r in context.history if r.get("run_s") is not None} | {file_key(context.files)}
         untried, seen = [], set()
         for m in moves:
             key = file_key({**context.files, "train.py": m[2]})
-            if key not in tried and key not in seen and "SEED" not in m[0].upper():
+            if key not in tried and key not in seen and searchable(m[0]):
                 seen.add(key)
                 untried.append(m)
         if not untried:
