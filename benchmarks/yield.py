@@ -31,7 +31,8 @@ optimiser, :mod:`harness.optimiser`), ``hybrid-menu`` (the hybrid's optimiser wi
 10 from ``menu``), and, slow because they run the real embedded model (a few seconds a proposal
 on 2 cores), ``local`` (the model alone) and ``hybrid`` (the ``--agent hybrid`` of the harness:
 the optimiser with 3 trials in 10 from the model). ``hybrid:tpe``, ``hybrid-menu:cmaes`` ... pick
-the hybrid's sampler (default :data:`harness.agents.hybrid.SAMPLER`). Printed per strategy: ``true_gain`` (mean, sd, min, max over
+the hybrid's sampler (default :data:`harness.agents.hybrid.SAMPLER`); ``tpe@N`` is TPE with N
+random start-up trials (default 10). Printed per strategy: ``true_gain`` (mean, sd, min, max over
 seeds), kept changes and knobs explored. Last line: ``search: <strategy>=<true_gain> ...``.
 
 Usage: python benchmarks/yield.py [--runs 120] [--seeds 6] [--noise 0.0068]
@@ -213,6 +214,8 @@ def make_strategy(strategy: str, seed: int):
         return RandomKnobAgent(random.Random(seed))
     if strategy in ("random", "tpe", "cmaes"):
         return OptimiserAgent(strategy, seed=seed)
+    if strategy.startswith("tpe@"):  # TPE with another number of random start-up trials
+        return OptimiserAgent("tpe", seed=seed, startup=int(strategy[4:]))
     if kind == "hybrid-menu":
         return HybridAgent(OptimiserAgent(sampler, seed=seed), RandomKnobAgent(random.Random(seed)), name=strategy)
     if kind in ("local", "hybrid"):

@@ -282,15 +282,17 @@ class Optimiser:
         seed: base seed; the suggestion after ``k`` trials uses ``seed + k`` (deterministic given
             the ledger, so a restart continues the same search).
         population: CMA-ES population size (default ``4 + 3 ln d``, Hansen's rule).
+        startup: TPE's random trials before it models (Optuna's ``n_startup_trials``; the
+            ledger's trials count, the baseline included).
 
     Raises:
         ValueError: unknown sampler.
     """
 
-    def __init__(self, sampler: str = "tpe", seed: int = 0, population: Optional[int] = None):
+    def __init__(self, sampler: str = "tpe", seed: int = 0, population: Optional[int] = None, startup: int = 10):
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        self.sampler, self.seed, self.population = sampler, seed, population
+        self.sampler, self.seed, self.population, self.startup = sampler, seed, population, startup
 
     def suggest(self, space: dict[str, Dimension], past: list[Trial], attempt: int = 0) -> Suggestion:
         """The next knob values (name -> value, cleaned as the knob's type) for ``space`` after the
@@ -309,7 +311,7 @@ class Optimiser:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if self.sampler == "tpe":
-            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=min(10, 2 * len(space)))
+            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=self.startup)
         else:
             sampler = optuna.samplers.RandomSampler(seed=seed)
         study = study_of(space, past, sampler)

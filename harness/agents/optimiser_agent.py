@@ -21,12 +21,13 @@ class OptimiserAgent:
     Args:
         sampler: ``tpe``, ``cmaes`` or ``random``.
         seed: the optimiser's base seed (None: 0; the search is deterministic given the ledger).
+        settings: other :class:`harness.optimiser.Optimiser` arguments (``startup``, ``population``).
     """
 
-    def __init__(self, sampler: str = "tpe", seed: Optional[int] = None):
+    def __init__(self, sampler: str = "tpe", seed: Optional[int] = None, **settings):
         from ..optimiser import Optimiser
 
-        self.optimiser = Optimiser(sampler, seed or 0)
+        self.optimiser = Optimiser(sampler, seed or 0, **settings)
         self.name = "optuna" if sampler == "tpe" else f"optuna:{sampler}"
         self._read = None
 
