@@ -33,14 +33,15 @@ _FRACTION_MAX = 0.99  # fractions and probabilities stay in [0, 1)
 _BETA_MAX = 0.9999  # Adam betas stay in [0, 0.9999]
 
 
-#: knobs whose name contains one of these do not change what the model learns (seeds: noise;
-#: logging, evaluation and compilation settings): agents do not search them
+#: knobs with one of these words in their name (words split at ``_``) do not change what the model
+#: learns (seeds: noise; logging, evaluation and compilation settings): agents do not search them
 NOT_SEARCHED = ("SEED", "LOG", "EVAL", "COMPILE")
 
 
 def searchable(name: str) -> bool:
-    """Whether an agent should move knob ``name`` (see :data:`NOT_SEARCHED`)."""
-    return not any(word in name.upper() for word in NOT_SEARCHED)
+    """Whether an agent should move knob ``name``: no word of :data:`NOT_SEARCHED` in it
+    (``LOG_EVERY``, ``EVAL_BATCH_SIZE``, ``DATA_SEED`` are not; ``LOGIT_SOFTCAP`` is)."""
+    return not set(name.upper().split("_")) & set(NOT_SEARCHED)
 
 
 class KnobError(ValueError):

@@ -2,7 +2,7 @@
 
 **Search space** (:func:`search_space`): every knob of the baseline's train.py
 (:mod:`harness.knobs`) except those that cannot change what the model learns
-(:func:`harness.knobs.searchable`: names with ``SEED``, ``LOG``, ``EVAL`` or ``COMPILE``),
+(:func:`harness.knobs.searchable`: names with the word ``SEED``, ``LOG``, ``EVAL`` or ``COMPILE``),
 each around its baseline value ``v``:
 
 - bools: ``False`` / ``True``;

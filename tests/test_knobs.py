@@ -176,3 +176,10 @@ def test_knobs_module_does_not_import_torch():
     repo = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_searchable_leaves_out_seeds_logging_evaluation_and_compilation_by_word():
+    from harness.knobs import searchable
+
+    assert [n for n in ("SEED", "DATA_SEED", "LOG_EVERY", "EVAL_BATCH_SIZE", "COMPILE") if searchable(n)] == []
+    assert all(searchable(n) for n in ("LOGIT_SOFTCAP", "DEPTH", "MATRIX_LR", "EVALUATOR_FREE_KNOB"))
