@@ -226,7 +226,8 @@ def trials(records: list, read: Callable[[str], str], current: str) -> tuple[lis
 
     Returns:
         ``(trials, baseline_knobs)``: trials in order of first run; the knob values of the first
-        scored file (the baseline), or of ``current`` when nothing scored yet.
+        scored file with ``current``'s code (the baseline, until a code change is kept), or of
+        ``current`` when there is none.
     """
     target = skeleton(current)
     groups: dict[str, dict] = {}
@@ -249,7 +250,7 @@ def trials(records: list, read: Callable[[str], str], current: str) -> tuple[lis
         elif r["outcome"] in FAILED and not r.get("repeat_of"):
             g["outcome"] = r["outcome"]
     scored = [statistics.fmean(g["vals"]) for g in groups.values() if g["vals"]]
-    baseline = next((g["params"] for g in groups.values() if g["vals"]), None) or knob_values(current)
+    baseline = next((g["params"] for g in groups.values() if g["vals"] and g["same"]), None) or knob_values(current)
     if scored:
         penalty = max(scored) + max(0.01, max(scored) - min(scored))
     else:

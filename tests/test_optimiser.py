@@ -169,3 +169,24 @@ def test_yield_benchmark_search_mode_prints_true_gain_per_strategy():
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("search: random=") and " tpe=" in last and " hybrid-menu=" in last
     assert all(math.isfinite(float(x.split("=")[1])) for x in last.split()[1:])
+
+
+def test_after_a_kept_code_change_the_search_starts_from_the_new_code(tmp_path):
+    """A kept change that removed a knob: the old files are not trials, the knob is not searched."""
+    from harness.agents.base import Context
+    from harness.agents.optimiser_agent import OptimiserAgent
+    from tests.conftest import set_knobs
+
+    new_code = TEMPLATE.replace("DROPOUT = 0.0", "DROPOUT_OFF = True")
+    assert "DROPOUT =" not in new_code
+    files = {"c1": TEMPLATE, "c2": new_code, "c3": set_knobs(new_code, DEPTH="2")}
+    history = [{"experiment": i + 1, "commit": c, "file_key": c, "run_s": 10, "outcome": o, "val_bpb": v}
+               for i, (c, o, v) in enumerate([("c1", "improved", 2.5), ("c2", "improved", 2.4), ("c3", "not_improved", 2.45)])]
+    past, baseline = trials(history, files.__getitem__, new_code)
+    assert [t.experiment for t in past] == [2, 3] and "DROPOUT" not in baseline
+    agent = OptimiserAgent("tpe")
+    agent._read = type("Read", (), {"sandbox": tmp_path, "__call__": lambda self, c: files[c]})()
+    proposal = agent.propose(Context(experiment=4, program="", files={"train.py": new_code}, history=history,
+                                     best_val_bpb=2.4, sandbox=tmp_path))
+    moved = {part.split()[0] for part in proposal.description.split(": ", 1)[1].split(", ")}
+    assert proposal.format == "trial" and moved <= set(knob_values(new_code)) and "DROPOUT" not in moved

@@ -45,7 +45,7 @@ class OptimiserAgent:
         (:func:`harness.optimiser.learnt`, plus ``space``: the searched dimensions as text)."""
         from ..decisions import file_key
         from ..knobs import KnobError, set_knobs
-        from ..optimiser import GitFiles, OptimiserError, learnt, search_space, trials
+        from ..optimiser import GitFiles, OptimiserError, knob_values, learnt, search_space, trials
         from ..patch import make_unified_diff
 
         if context.sandbox is None:
@@ -57,7 +57,8 @@ class OptimiserAgent:
             past, baseline = trials(context.history, self._read, source)
         except SyntaxError as exc:
             raise AgentError(f"train.py does not parse: {exc}") from None
-        space = search_space(baseline, tuple(t.params for t in past))
+        current = knob_values(source)  # a knob the code no longer has is not searched
+        space = {n: d for n, d in search_space(baseline, tuple(t.params for t in past)).items() if n in current}
         ran = {r.get("file_key") for r in context.history if r.get("run_s") is not None} | {file_key(context.files)}
         for attempt in range(MAX_ASKS):
             try:
