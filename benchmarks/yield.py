@@ -10,7 +10,8 @@ noise, 0.0068, is the sd of val_bpb measured for the unmodified CPU template (fi
 budget, 2 cores; issue 10).
 
 The agent is the same for both policies: a seeded random choice among the knob menu's moves
-from the current best (seed knobs left out, files already run left out, as the local agent does).
+from the current best (seed knobs left out, files already run left out; the local agent also leaves
+out logging, evaluation and compilation knobs, which the objective ignores: a move of one wastes a run).
 Equal compute: each policy gets ``--runs`` training runs (baseline repeats, confirmations and
 re-measures count; refusals do not train and do not count). Repeated over ``--seeds`` seeds
 (same seeds for both policies).
