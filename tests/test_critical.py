@@ -12,6 +12,20 @@ import pytest
 from harness.critical import deferred_signals
 
 
+@pytest.fixture(autouse=True)
+def plain_ctrl_c():
+    """Python's own Ctrl-C (KeyboardInterrupt, SIGINT/SIGTERM not blocked) for each test, whatever an
+    earlier test or library in this process left: in the full suite, on a fresh clone, these tests
+    saw no KeyboardInterrupt twice, alone they pass."""
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    if handler is not signal.default_int_handler or {signal.SIGINT, signal.SIGTERM} & mask:
+        print(f"before this test: SIGINT handler {handler!r}, blocked {sorted(mask)}")
+    yield
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    signal.signal(signal.SIGINT, handler)
+
+
 @pytest.fixture
 def other_thread():
     """A live second thread, as in the real harness (rich's refresh thread, torch's pools)."""
