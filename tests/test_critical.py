@@ -14,9 +14,9 @@ from harness.critical import deferred_signals
 
 @pytest.fixture(autouse=True)
 def plain_ctrl_c():
-    """Python's own Ctrl-C (KeyboardInterrupt, SIGINT/SIGTERM not blocked) for each test, whatever an
-    earlier test or library in this process left: in the full suite, on a fresh clone, these tests
-    saw no KeyboardInterrupt twice, alone they pass."""
+    """Python's own Ctrl-C (KeyboardInterrupt, SIGINT/SIGTERM not blocked) for each test, whatever the
+    launcher left: pytest started as a background job of a non-interactive shell inherits SIGINT
+    ignored, and then a deferred Ctrl-C has nothing to raise."""
     handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     if handler is not signal.default_int_handler or {signal.SIGINT, signal.SIGTERM} & mask:
