@@ -4,6 +4,13 @@ that each model backend wraps in its own wire format (Anthropic ``input_schema``
 
 from __future__ import annotations
 
+#: the arguments of a tool about one experiment
+EXPERIMENT_NUMBER = {
+    "type": "object",
+    "properties": {"n": {"type": "integer", "minimum": 1, "description": "the experiment number"}},
+    "required": ["n"],
+}
+
 READ_FILE = {
     "name": "read_file",
     "description": ("Read one file of the sandbox: program.md (the research program), train.py (the current best "
@@ -29,11 +36,7 @@ SHOW_EXPERIMENT = {
     "name": "show_experiment",
     "description": ("One experiment in full: description, outcome, val_bpb, why it failed, its diff, and the tail of "
                     "its run log (crash tracebacks included)."),
-    "parameters": {
-        "type": "object",
-        "properties": {"n": {"type": "integer", "minimum": 1, "description": "the experiment number"}},
-        "required": ["n"],
-    },
+    "parameters": EXPERIMENT_NUMBER,
 }
 
 PROPOSE_EDIT = {
@@ -73,11 +76,7 @@ TRAINING_CURVE = {
     "name": "training_curve",
     "description": ("One experiment's training loss at 10%, 20%, ..., 100% of the time budget, beside the best's: "
                     "how fast a change learns and whether it was still improving when time ran out."),
-    "parameters": {
-        "type": "object",
-        "properties": {"n": {"type": "integer", "minimum": 1, "description": "the experiment number"}},
-        "required": ["n"],
-    },
+    "parameters": EXPERIMENT_NUMBER,
 }
 
 ASK_OPTIMISER = {
