@@ -85,13 +85,18 @@ def compare(rec: dict, best: Optional[dict]) -> str:
     return line
 
 
-def summary(history: list, last: int = 3) -> str:
-    """The curves of the last ``last`` experiments that have one (repeats left out) beside the
-    best's, one line each; ``""`` when none has a curve."""
+def best_record(history: list) -> Optional[dict]:
+    """The record of the best experiment (:func:`harness.decisions.best_estimate`), or None."""
     from .decisions import best_estimate
 
     est = best_estimate(history)
-    best = next((r for r in history if est and r["experiment"] == est.experiment), None)
+    return next((r for r in history if est and r["experiment"] == est.experiment), None)
+
+
+def summary(history: list, last: int = 3) -> str:
+    """The curves of the last ``last`` experiments that have one (repeats left out) beside the
+    best's, one line each; ``""`` when none has a curve."""
+    best = best_record(history)
     recent = [r for r in history if r.get("curve") and not r.get("repeat_of")][-last:]
     if not recent:
         return ""

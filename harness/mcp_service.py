@@ -23,8 +23,8 @@ from .agent_files import TOOLS as AGENT_TOOLS
 from .agents.base import Proposal, Usage
 from .config import HarnessConfig, load
 from .core import Events, ExperimentCore
-from .curves import compare
-from .decisions import best_estimate, noise
+from .curves import best_record, compare
+from .decisions import noise
 from .inflight import read_marker
 from .ledger import LedgerError
 from .patch import make_unified_diff
@@ -260,9 +260,7 @@ class ResearchService:
         best, _ = core.ledger.best()
         records = core.ledger.records()
         if first.curve:
-            est = best_estimate(records)
-            parts.append(compare(first.to_json(), next((r for r in records if est and r["experiment"] == est.experiment),
-                                                        None)))
+            parts.append(compare(first.to_json(), best_record(records)))
         parts.append((f"best val_bpb so far: {best:.6f}" if best is not None else "no kept result yet") +
                      f"; {noise(records).text()}")
         left = self.time_left()

@@ -124,16 +124,13 @@ def training_curve(history: list[dict], n: int) -> str:
     Raises:
         ToolError: there is no experiment ``n``.
     """
-    from harness.curves import compare
-    from harness.decisions import best_estimate
+    from harness.curves import best_record, compare
 
     rec = next((r for r in history if str(r["experiment"]) == str(n)), None)
     if rec is None:
         last = history[-1]["experiment"] if history else 0
         raise ToolError(f"there is no experiment {n!r}; experiments are numbered 1 to {last}")
-    est = best_estimate(history)
-    best = next((r for r in history if est and r["experiment"] == est.experiment), None)
     if not rec.get("curve"):
         why = "it never ran" if rec.get("run_s") is None else "its log has no progress lines with a loss"
         return f"experiment {rec['experiment']} has no training curve: {why}"
-    return compare(rec, best)
+    return compare(rec, best_record(history))
