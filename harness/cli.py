@@ -206,6 +206,61 @@ def log(directory: Path, last):
     print_log(directory, last)
 
 
+@main.command()
+@click.argument("number", type=int)
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+def show(number: int, directory: Path):
+    """Show experiment NUMBER of DIRECTORY: its change, decision and evidence, curve, sample and log."""
+    from .show import print_story
+
+    _sandbox_or_fail(directory)
+    if not print_story(directory, number):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--serve", is_flag=True, help="serve the report over HTTP; the page reloads itself when the ledger changes")
+@click.option("--port", type=int, default=8765, show_default=True, help="port of --serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address of --serve (the default is reachable from this machine only: use an ssh tunnel)")
+def report(directory: Path, serve: bool, port: int, host: str):
+    """Write progress.png and report.html of DIRECTORY (or, with --serve, serve them live)."""
+    from .config import ConfigError, load
+    from .webreport import build, serve as serve_report
+
+    _sandbox_or_fail(directory)
+    try:
+        cfg = load(directory)
+    except ConfigError as exc:
+        _fail(str(exc))
+    if not serve:
+        path = build(directory, cfg.usd_per_kwh, cfg.checkpoints)
+        click.echo(f"wrote {path} and {path.with_name('progress.png')}")
+        return
+
+    def ready(server):
+        url = f"http://{host}:{server.server_address[1]}/"
+        click.echo(f"serving the report of {directory} at {url} (Ctrl-C stops)")
+        if host in ("127.0.0.1", "localhost"):
+            click.echo(f"on a remote box: ssh -N -L {server.server_address[1]}:127.0.0.1:{server.server_address[1]} "
+                       f"USER@BOX, then open {url} here")
+
+    try:
+        serve_report(directory, host, port, cfg.usd_per_kwh, cfg.checkpoints, ready=ready)
+    except OSError as exc:
+        _fail(f"cannot serve on {host}:{port}: {exc}; choose another --port")
+    except KeyboardInterrupt:
+        click.echo("stopped")
+
+
+def _sandbox_or_fail(directory: Path) -> None:
+    from .config import CONFIG_NAME
+
+    if not (Path(directory) / CONFIG_NAME).exists():
+        _fail(f"{directory} is not a harness sandbox (no {CONFIG_NAME}); create one with `harness init DIR`")
+
+
 @main.group()
 def rails():
     """Static checks on train.py files."""

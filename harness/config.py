@@ -45,6 +45,11 @@ class HarnessConfig:
             (e.g. ``("kernels",)`` for an adopted autoresearch checkout).
         protected_names: ``[rails] protected_names``: names from prepare that train.py must not
             rebind, or ``None`` for the rails' default.
+        checkpoints: ``[run] checkpoints``: ``kept``, ``none`` or ``all`` (:mod:`harness.checkpoints`).
+        usd_per_kwh: ``[report] electricity_usd_per_kwh``: the price of a kWh for the cost line of
+            status and the report, or None (no cost shown).
+        mlflow_uri: ``[tracking] mlflow_uri``: an MLflow tracking URI every experiment is logged
+            to (:mod:`harness.tracking`), or None.
     """
 
     tag: str
@@ -58,6 +63,9 @@ class HarnessConfig:
     allowed_imports: tuple[str, ...] | None = None
     allowed_imports_extra: tuple[str, ...] = ()
     protected_names: tuple[str, ...] | None = None
+    checkpoints: str = "kept"
+    usd_per_kwh: float | None = None
+    mlflow_uri: str | None = None
 
     def rail_settings(self) -> dict:
         """Keyword arguments for ``rails.RailConfig`` from this sandbox's settings (defaults of
@@ -96,6 +104,7 @@ command = [{command}]   # "python" means the harness's own interpreter
 time_budget_s = {cfg.time_budget_s}              # training seconds; must equal TIME_BUDGET in prepare.py
 allowance_s = {cfg.allowance_s:g}              # extra seconds for start-up and evaluation before the hard kill
 over_budget_tolerance_s = {cfg.over_budget_tolerance_s:g}   # trained seconds past the budget before a run is over_budget
+checkpoints = "{cfg.checkpoints}"          # weights in runs/<n>/model.pt: kept (the newest 3 kept experiments) | all | none
 
 [agent]
 spec = "{cfg.agent}"                 # local | hybrid | optuna | optuna:cmaes | scripted:FILE | anthropic:MODEL | openai:MODEL (see the README)
@@ -114,6 +123,12 @@ throughput_drift = {p.throughput_drift:g}        # ... and when tokens/s of a re
 allowed_imports_extra = [{extra}]   # modules train.py may import beyond the default allowlist, e.g. "kernels"
 # allowed_imports = ["torch", "math", ...]   # replaces the default allowlist entirely
 # protected_names = ["MAX_SEQ_LEN", "TIME_BUDGET", ...]   # names from prepare train.py must not rebind
+
+[report]   # progress.png and report.html, rewritten after every experiment
+# electricity_usd_per_kwh = 0.15   # adds a cost line to the energy figures
+
+[tracking]
+# mlflow_uri = "file:///path/to/mlruns"   # log every experiment to MLflow (pip install 'autoresearch-harness[tracking]')
 """
 
 
@@ -138,7 +153,8 @@ def load(sandbox: Path) -> HarnessConfig:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}. Fix the file and start again.") from None
-    sandbox_t, run, agent, policy, rails = (data.get(k, {}) for k in ("sandbox", "run", "agent", "policy", "rails"))
+    sandbox_t, run, agent, policy, rails, report, tracking = (
+        data.get(k, {}) for k in ("sandbox", "run", "agent", "policy", "rails", "report", "tracking"))
     try:
         cfg = HarnessConfig(
             tag=str(sandbox_t["tag"]),
@@ -152,9 +168,15 @@ def load(sandbox: Path) -> HarnessConfig:
             allowed_imports=_names(rails, "allowed_imports"),
             allowed_imports_extra=_names(rails, "allowed_imports_extra") or (),
             protected_names=_names(rails, "protected_names"),
+            checkpoints=str(run.get("checkpoints", "kept")),
+            usd_per_kwh=None if report.get("electricity_usd_per_kwh") is None
+            else float(report["electricity_usd_per_kwh"]),
+            mlflow_uri=None if tracking.get("mlflow_uri") is None else str(tracking["mlflow_uri"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: bad or missing setting ({exc}). Compare with the README.") from None
+    if cfg.checkpoints not in ("kept", "none", "all"):
+        raise ConfigError(f"{path}: [run] checkpoints = {cfg.checkpoints!r}; use \"kept\", \"none\" or \"all\".")
     p = cfg.policy
     if p.keep not in POLICIES:
         raise ConfigError(f"{path}: [policy] keep = {p.keep!r} is not a policy; use one of {', '.join(POLICIES)}.")

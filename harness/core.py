@@ -12,7 +12,9 @@ off; turning an MCP call into a proposal and phrasing the answer). The core owns
   as the policy schedules them (:meth:`ExperimentCore.run_due`);
 - **one experiment**: check once (rails), refuse a ``duplicate``, commit, run, confirm, decide,
   record (:meth:`ExperimentCore.submit`), and run a preempted experiment again once;
-- **state** for ``harness status`` and progress events for a display.
+- **state** for ``harness status`` and progress events for a display;
+- **views** after every row: checkpoints pruned, progress.png and report.html rewritten, MLflow
+  (:class:`harness.publish.Publisher`, in a background thread).
 
 Runs happen through the runner's ``measure`` (a subprocess here; a simulated one in
 ``benchmarks/yield.py``); decisions, branch moves and ledger writes happen here, one at a time.
@@ -36,6 +38,7 @@ from .critical import deferred_signals
 from .decisions import due_repeat, file_key, ran_before
 from .experiment import BASELINE, Checked, ExperimentRunner, check_proposal
 from .ledger import ExperimentRecord, Ledger, LedgerError, next_number
+from .publish import Publisher
 from .reconcile import reconcile
 from .sandbox import Sandbox
 from .state import SessionLock, write_state
@@ -105,11 +108,13 @@ class ExperimentCore:
             None: no limit).
         on_interrupted: ``record`` or ``rerun`` an experiment a killed harness left running.
         measure: the runner's run function (see :class:`harness.experiment.ExperimentRunner`).
+        publish: keep the views up to date after every row (:mod:`harness.publish`); False
+            leaves them alone (benchmarks that simulate thousands of rows).
     """
 
     def __init__(self, path: Path, cfg: HarnessConfig, agent_name: str, events: Optional[Events] = None,
                  deadline: Optional[float] = None, max_experiments: Optional[int] = None,
-                 on_interrupted: str = "record", measure=None):
+                 on_interrupted: str = "record", measure=None, publish: bool = True):
         self.path = Path(path)
         self.cfg, self.agent_name = cfg, agent_name
         self.events = events or Events()
@@ -126,6 +131,7 @@ class ExperimentCore:
         #: True once the proposal given to :meth:`submit` became a commit (reset by each submit)
         self.proposal_committed = False
         self._current: dict = {}
+        self.publisher = Publisher(self.path, cfg, on_error=self.events.message) if publish else None
 
     # --- lock, repair, gate ----------------------------------------------------------------
     @contextmanager
@@ -153,7 +159,11 @@ class ExperimentCore:
                 m = fixed.rerun
                 self.begin(m["experiment"], m["description"], "running")
                 self._recorded(self.runner.execute(m, self._tick, self._may_confirm))
-            yield
+            try:
+                yield
+            finally:
+                if self.publisher is not None:
+                    self.publisher.close()
 
     def why_not_start(self, records: Optional[list] = None) -> Optional[str]:
         """Why no new run may start now (a stop, the experiment limit, the deadline), or None."""
@@ -304,6 +314,8 @@ class ExperimentCore:
             if not rec.llm_down:
                 self.done += 1
             self.events.experiment_done(rec, best)
+        if self.publisher is not None:
+            self.publisher.recorded()
         return rows
 
     def _tick(self, elapsed_s: float) -> None:

@@ -122,7 +122,8 @@ class ExperimentRunner:
         from .runner import run_experiment
 
         return run_experiment(self.cfg.command, self.sandbox.path, run_dir, self.cfg.time_budget_s,
-                              self.cfg.hard_limit_s, self.cfg.over_budget_tolerance_s, on_tick)
+                              self.cfg.hard_limit_s, self.cfg.over_budget_tolerance_s, on_tick,
+                              checkpoint=self.cfg.checkpoints != "none")
 
     def run_dir(self, n: int) -> Path:
         """``runs/<n>/`` of the sandbox."""
@@ -325,7 +326,8 @@ class ExperimentRunner:
                   "detail": tampered or res.detail, "seed": seed,
                   "load_1m": None if load is None else round(load, 2), "started_at": started,
                   "ended_at": time.time()}
-        for key in ("steps", "tokens", "tokens_per_s", "mfu", "gpu_clock_mhz"):
+        for key in ("steps", "tokens", "tokens_per_s", "mfu", "gpu_clock_mhz", "sample_s", "checkpoint_bytes",
+                    "gpu_energy_j", "cpu_energy_j", "gpu_s"):
             value = getattr(res, key, None)
             fields[key] = round(value, 4) if isinstance(value, float) else value
         fields["curve"] = curve_of_run(res.log_path, self.cfg.time_budget_s) if res.log_path else None

@@ -70,7 +70,10 @@ class ExperimentRecord:
     ``tokens_per_s`` (tokens / train_s), ``mfu`` (model FLOPs utilisation, 0-1, CUDA only),
     ``gpu_clock_mhz`` (mean SM clock, NVML), ``load_1m`` (the machine's 1-minute load average
     when the run started), ``curve`` (training loss at 10%..100% of the time budget,
-    :mod:`harness.curves`). Decisions (:mod:`harness.decisions`): ``file_key`` (the editable files,
+    :mod:`harness.curves`), ``sample_s`` (seconds spent writing ``runs/<n>/sample.txt`` after
+    scoring), ``checkpoint_bytes`` (size of the weights saved to ``runs/<n>/model.pt``; the file
+    may be pruned later, :mod:`harness.checkpoints`), ``gpu_energy_j``/``cpu_energy_j`` (joules,
+    None: not measured) and ``gpu_s`` (GPU-seconds) of :mod:`harness.energy`. Decisions (:mod:`harness.decisions`): ``file_key`` (the editable files,
     comments and formatting ignored), ``seed`` (the SEED a repeat ran with, None: the committed
     one), ``decision`` (the evidence: best figure, noise, delta, z, runs, reason), ``drift`` (a
     re-measure of the best that moved beyond the noise).
@@ -113,6 +116,11 @@ class ExperimentRecord:
     gpu_clock_mhz: Optional[float] = None
     load_1m: Optional[float] = None
     curve: Optional[list] = None
+    sample_s: Optional[float] = None
+    checkpoint_bytes: Optional[int] = None
+    gpu_energy_j: Optional[float] = None
+    cpu_energy_j: Optional[float] = None
+    gpu_s: Optional[float] = None
 
     @classmethod
     def from_json(cls, data: dict) -> "ExperimentRecord":

@@ -70,6 +70,24 @@ def print_status(sandbox: Path, console: Console | None = None) -> None:
                       f"{est.experiment}, mean of {est.runs} run{'s' if est.runs != 1 else ''})")
     console.print(_noise_line(records))
     console.print(_coverage_line(sandbox, records))
+    _print_views(sandbox, records, console)
+
+
+def _print_views(sandbox: Path, records: list[dict], console: Console) -> None:
+    """The energy and checkpoint lines, and where the report is."""
+    from .checkpoints import checkpoints_text
+    from .config import ConfigError, load
+    from .energy import energy_text
+
+    try:
+        cfg = load(sandbox)
+    except ConfigError:
+        return
+    console.print(energy_text(records, cfg.usd_per_kwh), highlight=False)
+    console.print(checkpoints_text(sandbox, cfg.checkpoints), highlight=False)
+    page = sandbox / "report.html"
+    if page.exists():
+        console.print(f"report: {page} (`harness report {sandbox} --serve` serves it live)", highlight=False)
 
 
 def _coverage_line(sandbox: Path, records: list[dict]) -> str:

@@ -22,11 +22,14 @@ import re
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 RESULT_ENV = "AUTORESEARCH_RESULT_FILE"
+CHECKPOINT_ENV = "AUTORESEARCH_CHECKPOINT_FILE"
+SAMPLE_NAME = "sample.txt"
+CHECKPOINT_NAME = "model.pt"
 _ENV_ALLOW = {
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR", "SHELL",
     "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHASHSEED", "AUTORESEARCH_CACHE",
@@ -180,6 +183,14 @@ class RunResult:
         num_params: parameters of the evaluated model (sum of ``numel``).
         device_name: the CUDA device's name (e.g. "NVIDIA H100 80GB HBM3"), else the device
             ("cpu", "mps").
+        sample_s: seconds prepare.py spent generating ``runs/<n>/sample.txt`` after scoring (not
+            training time), or None when it wrote no sample.
+        checkpoint_bytes: size of the weights prepare.py saved to ``runs/<n>/model.pt``, bytes, or
+            None when none was asked for or saved.
+
+    Energy (:mod:`harness.energy`), measured by the runner around the whole run:
+        gpu_energy_j, cpu_energy_j: joules, or None where not measured.
+        gpu_s: GPU-seconds, wall seconds x the GPUs the run could see (None without a GPU).
     """
 
     outcome: str
@@ -198,6 +209,11 @@ class RunResult:
     gpu_clock_mhz: Optional[float] = None
     num_params: Optional[int] = None
     device_name: Optional[str] = None
+    sample_s: Optional[float] = None
+    checkpoint_bytes: Optional[int] = None
+    gpu_energy_j: Optional[float] = None
+    cpu_energy_j: Optional[float] = None
+    gpu_s: Optional[float] = None
 
 
 def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -274,13 +290,16 @@ def run_experiment(
     on_tick: Callable[[float], None] | None = None,
     isolate_network: bool = True,
     memory_limit_gb: float | None | str = "auto",
+    checkpoint: bool = False,
 ) -> RunResult:
     """Run ``command`` in ``cwd`` and return a classified :class:`RunResult`.
 
     Args:
         command: argv; a leading ``python`` means this interpreter.
         cwd: the sandbox folder.
-        run_dir: ``runs/<n>``; created; receives ``run.log`` and ``metrics.json``.
+        run_dir: ``runs/<n>``; created; receives ``run.log``, ``metrics.json``, ``sample.txt``
+            (the text the trained model generated after scoring) and, with ``checkpoint``,
+            ``model.pt`` (the weights, saved by prepare.py after scoring).
         time_budget_s: the training budget, seconds (for the over-budget check).
         hard_limit_s: wall-clock seconds after which the whole process group gets SIGTERM, then
             SIGKILL after a grace of 5 s.
@@ -290,6 +309,7 @@ def run_experiment(
             :func:`isolation_prefix` finds a working ``unshare`` (else on the host network).
         memory_limit_gb: address-space limit of the child in GB; ``"auto"`` (default):
             :func:`default_memory_limit_bytes` (none where a GPU is present); None: no limit.
+        checkpoint: ask prepare.py to save the weights after scoring.
 
     Raises:
         KeyboardInterrupt: re-raised after the child's group has been killed.
@@ -302,8 +322,13 @@ def run_experiment(
     log_path = run_dir / "run.log"
     result_path = run_dir / "metrics.json"
     result_path.unlink(missing_ok=True)
+    for stale in (SAMPLE_NAME, CHECKPOINT_NAME):
+        (run_dir / stale).unlink(missing_ok=True)
     marker = uuid.uuid4().hex
-    env = scrubbed_env({RESULT_ENV: str(result_path.resolve()), MARKER_ENV: marker})
+    extra = {RESULT_ENV: str(result_path.resolve()), MARKER_ENV: marker}
+    if checkpoint:
+        extra[CHECKPOINT_ENV] = str((run_dir / CHECKPOINT_NAME).resolve())
+    env = scrubbed_env(extra)
     prefix = isolation_prefix() if isolate_network else ()
     limits = dict(RLIMITS)
     mem = default_memory_limit_bytes() if memory_limit_gb == "auto" else (
@@ -318,6 +343,9 @@ def run_experiment(
         from .gpu import ClockSampler
 
         clock = ClockSampler()
+    from .energy import EnergyMeter
+
+    meter = EnergyMeter()
     start = time.monotonic()
     timed_out = False
     with open(log_path, "wb") as log:
@@ -352,13 +380,26 @@ def run_experiment(
             if clock is not None:
                 clock.close()
     wall_s = time.monotonic() - start
+    energy = meter.stop()
     code = proc.returncode
     if "--pid" in prefix and 128 < code <= 128 + 64:
         code = 128 - code  # the shim, as process 1, reports "killed by signal n" as 128 + n
     maxrss_gb = (rusage.ru_maxrss * 1024 / 1e9) if rusage else 0.0  # ru_maxrss is KiB on Linux
-    return classify(code, timed_out, wall_s, log_path, result_path, time_budget_s,
-                    over_budget_tolerance_s, hard_limit_s, maxrss_gb,
-                    gpu_clock_mhz=clock.mean_mhz() if clock is not None else None)
+    result = classify(code, timed_out, wall_s, log_path, result_path, time_budget_s,
+                      over_budget_tolerance_s, hard_limit_s, maxrss_gb,
+                      gpu_clock_mhz=clock.mean_mhz() if clock is not None else None)
+    _write_sample(result_path, run_dir / SAMPLE_NAME)
+    return replace(result, gpu_energy_j=energy.gpu_j, cpu_energy_j=energy.cpu_j,
+                   gpu_s=wall_s * energy.gpus if energy.gpus else None)
+
+
+def _write_sample(result_path: Path, sample_path: Path) -> None:
+    """Write the sample of the result file (prompt, then continuation) to ``sample_path``; nothing
+    when the result has none."""
+    data, _ = _read_result(result_path)
+    if data and isinstance(data.get("sample"), str):
+        prompt = data.get("sample_prompt") if isinstance(data.get("sample_prompt"), str) else ""
+        sample_path.write_text(prompt + data["sample"], encoding="utf-8")
 
 
 def _count(data: dict, key: str) -> Optional[int]:
@@ -378,9 +419,11 @@ def _usage(data: Optional[dict], train_s) -> dict:
     tokens_per_s = None
     if tokens is not None and isinstance(train_s, (int, float)) and math.isfinite(train_s) and train_s > 0:
         tokens_per_s = tokens / train_s
+    sample_s = data.get("sample_s") if isinstance(data.get("sample"), str) else None
     return {"steps": _count(data, "train_batches"), "tokens": tokens, "tokens_per_s": tokens_per_s,
             "mfu": mfu(num_params, tokens_per_s, device_name), "num_params": num_params,
-            "device_name": device_name}
+            "device_name": device_name, "checkpoint_bytes": _count(data, "checkpoint_bytes"),
+            "sample_s": sample_s if isinstance(sample_s, (int, float)) else None}
 
 
 def classify(exit_code, timed_out, wall_s, log_path, result_path, time_budget_s,

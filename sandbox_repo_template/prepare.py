@@ -34,6 +34,10 @@ CACHE_ROOT = Path(os.environ.get("AUTORESEARCH_CACHE") or "~/.cache/autoresearch
 BUILTIN_CORPORA = ("shakespeare", "tinystories", "pystdlib")
 HF_URL = "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/"
 DATA_FILES = ("raw.txt", "tokenizer.json", "token_bytes.json", "train.bin", "val.bin")
+SAMPLE_PROMPT_TOKENS = 16  # the sample's prompt: the first tokens of the validation split
+SAMPLE_TOKENS = 120  # tokens the trained model generates after scoring (runs/<n>/sample.txt)
+SAMPLE_TEMPERATURE = 0.8  # softmax temperature of the sample
+SAMPLE_SEED = 1337  # seed of the sample's generator (the same text for the same weights)
 
 
 class PrepareError(RuntimeError):
@@ -329,6 +333,8 @@ _REFERENCES = {"time.perf_counter": (time, "perf_counter", _perf_counter),
 _OWN: dict = {}  # prepare's own functions and captured references, filled in at the end of the module
 # the result channel's path is taken out of the environment, so train.py cannot read it from there
 _RESULT_FILE = os.environ.pop("AUTORESEARCH_RESULT_FILE", None)
+# where the harness wants the weights saved after scoring (unset: no checkpoint); also taken out
+_CHECKPOINT_FILE = os.environ.pop("AUTORESEARCH_CHECKPOINT_FILE", None)
 _CONSTANTS = {"MAX_SEQ_LEN": MAX_SEQ_LEN, "EVAL_TOKENS": EVAL_TOKENS, "TIME_BUDGET": TIME_BUDGET,
               "VOCAB_SIZE": VOCAB_SIZE, "CORPUS": CORPUS}
 
@@ -479,19 +485,74 @@ def evaluate_bpb(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: int) 
     if result_file:
         peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0
         device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
-        _atomic_write(Path(result_file), json.dumps({
+        result = {
             "val_bpb": bpb if math.isfinite(bpb) else None, "eval_tokens": counted, "eval_bytes": nbytes,
             "eval_s": _perf_counter() - t0, "train_s": train_s, "eval_calls": _eval_calls,
             "causal": causal_diff <= causal_tolerance, "causality_max_diff": causal_diff, "tampered": tampered,
             "device": str(device), "peak_vram_mb": peak, "corpus": CORPUS,
             "train_batches": train_batches, "train_tokens": train_tokens, "num_params": num_params,
-            "device_name": device_name}).encode())
+            "device_name": device_name}
+        _atomic_write(Path(result_file), json.dumps(result).encode())  # the score is safe before the extras
+        if math.isfinite(bpb):
+            result.update(_after_scoring(model, tokenizer, device))
+            _atomic_write(Path(result_file), json.dumps(result).encode())
     return bpb
+
+
+@torch.no_grad()
+def _sample(model, tokenizer, device) -> tuple[str, str]:
+    """(prompt, continuation): SAMPLE_TOKENS tokens sampled from `model` at SAMPLE_TEMPERATURE with
+    a generator seeded SAMPLE_SEED, after the first SAMPLE_PROMPT_TOKENS tokens of val. Every step
+    feeds one (1, MAX_SEQ_LEN) window (the context left-aligned, zeros after it) and reads the logits
+    at the context's last position: the same shape each step (no recompilation under torch.compile),
+    and for a causal model the padding cannot change those logits."""
+    ids = _tokens("val")[:SAMPLE_PROMPT_TOKENS].tolist()
+    prompt_len, T, V = len(ids), MAX_SEQ_LEN, tokenizer.get_vocab_size()
+    generator = torch.Generator().manual_seed(SAMPLE_SEED)
+    window = torch.zeros((1, T), dtype=torch.long, device=device)
+    for _ in range(SAMPLE_TOKENS):
+        context = ids[-T:]
+        window.zero_()
+        window[0, :len(context)] = torch.tensor(context, dtype=torch.long, device=device)
+        logits = model(window)[0, len(context) - 1, :V].float().cpu()
+        probs = torch.softmax(logits / SAMPLE_TEMPERATURE, dim=-1)
+        ids.append(int(torch.multinomial(probs, 1, generator=generator)))
+    return tokenizer.decode(ids[:prompt_len]), tokenizer.decode(ids[prompt_len:])
+
+
+def _after_scoring(model, tokenizer, device) -> dict:
+    """What the harness asks for after the score, none of it training time: a sample (``sample_prompt``,
+    ``sample``, ``sample_s`` seconds, or ``sample_error``) and, when the harness named a checkpoint
+    file, the weights (``model.state_dict()`` on the CPU, saved with torch.save: ``checkpoint_bytes``,
+    ``checkpoint_s``, or ``checkpoint_error``). A failure of either is reported, never raised."""
+    out: dict = {}
+    was_training = model.training
+    model.eval()
+    t0 = _perf_counter()
+    try:
+        out["sample_prompt"], out["sample"] = _sample(model, tokenizer, device)
+    except Exception as exc:  # the score stands whatever the sample does
+        out["sample_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    finally:
+        model.train(was_training)
+    out["sample_s"] = _perf_counter() - t0
+    if _CHECKPOINT_FILE:
+        t0 = _perf_counter()
+        try:
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            tmp = Path(_CHECKPOINT_FILE + ".tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, _CHECKPOINT_FILE)
+            out["checkpoint_bytes"] = Path(_CHECKPOINT_FILE).stat().st_size
+        except Exception as exc:
+            out["checkpoint_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        out["checkpoint_s"] = _perf_counter() - t0
+    return out
 
 
 _OWN.update({name: globals()[name] for name in (
     "_perf_counter", "_cross_entropy", "_log", "_tampered", "_causality_probe", "_tokens", "_atomic_write",
-    "evaluate_bpb", "make_dataloader", "_batches", "_auto_device")})
+    "evaluate_bpb", "make_dataloader", "_batches", "_auto_device", "_sample", "_after_scoring")})
 
 
 # ----------------------------------------------------------------------------
