@@ -2,8 +2,8 @@
 
 What it shows (x: experiment number; y: val_bpb, bits per byte, lower is better):
 
-- kept experiments as green dots, each labelled with its change (the description, shortened),
-  under the running best: a step line of the figure the decision policy compared with after each
+- kept experiments as green dots, the newest :data:`LABELS` labelled with their change (the
+  description, shortened), under the running best: a step line of the figure the decision policy compared with after each
   row (the mean of the best's runs);
 - the noise band: the running best +- one measured noise sd (:func:`harness.decisions.noise`),
   where the decision policy measured one;
@@ -32,6 +32,8 @@ FAILURE_GROUPS = (
     ("LLM error", ("llm_error",), "+", "#9467bd"),
 )
 LABEL_CHARS = 28
+#: kept changes labelled with their description: the newest ones (more would cover each other)
+LABELS = 12
 
 
 def _short(text: str, n: int = LABEL_CHARS) -> str:
@@ -60,7 +62,8 @@ def render(records: list[dict], path: Path, title: Optional[str] = None) -> Path
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 5.5), dpi=100, layout="constrained")
+    fig = Figure(figsize=(11, 5.5), dpi=100)
+    fig.subplots_adjust(left=0.07, right=0.74, top=0.93, bottom=0.1)  # the legend sits right of the axes
     ax = fig.add_subplot()
     scored = [r for r in records if r.get("val_bpb") is not None and r.get("status") != "crash"]
     kept = [r for r in scored if r.get("status") == "keep"]
@@ -71,7 +74,7 @@ def render(records: list[dict], path: Path, title: Optional[str] = None) -> Path
                    color="#9a9a9a", alpha=0.8, label="discarded", zorder=2)
     if repeats:
         ax.scatter([r["experiment"] for r in repeats], [r["val_bpb"] for r in repeats], s=26,
-                   facecolors="none", edgecolors="#7a7a7a", label="repeat (baseline, confirmation, re-measure)",
+                   facecolors="none", edgecolors="#7a7a7a", label="repeat of a file (seed)",
                    zorder=2)
     last_n = records[-1]["experiment"] if records else 1
     steps = running_best(records)
@@ -87,7 +90,7 @@ def render(records: list[dict], path: Path, title: Optional[str] = None) -> Path
     if kept:
         ax.scatter([r["experiment"] for r in kept], [r["val_bpb"] for r in kept], s=40, color="#2ca02c", zorder=4,
                    label="kept")
-        for r in kept:
+        for r in kept[-LABELS:]:
             ax.annotate(_short(r.get("description", "")), (r["experiment"], r["val_bpb"]), xytext=(4, -10),
                         textcoords="offset points", fontsize=7, rotation=-25, color="#1f5f1f")
     if scored:

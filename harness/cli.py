@@ -211,11 +211,16 @@ def log(directory: Path, last):
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 def show(number: int, directory: Path):
     """Show experiment NUMBER of DIRECTORY: its change, decision and evidence, curve, sample and log."""
-    from .show import print_story
+    from tools.experiments import show_experiment
+    from tools.files import ToolError
+
+    from .ledger import Ledger
 
     _sandbox_or_fail(directory)
-    if not print_story(directory, number):
-        sys.exit(1)
+    try:
+        click.echo(show_experiment(directory, Ledger(directory).records(), number))
+    except ToolError as exc:
+        _fail(f"{exc} (`harness log {directory}` lists them)")
 
 
 @main.command()

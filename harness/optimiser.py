@@ -40,8 +40,11 @@ ahead of random search and of an LLM alone on autoresearch's train.py).
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import statistics
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -142,7 +145,13 @@ class Trial:
 
 def knob_values(source: str) -> dict:
     """ALL_CAPS module-level int/float/bool literals of ``source`` (``ast``; a name assigned twice
-    keeps its last value). Raises SyntaxError if ``source`` does not parse."""
+    keeps its last value). Raises SyntaxError if ``source`` does not parse. Results are cached by
+    the text (the optimiser and the views read the same commits again after every experiment)."""
+    return dict(_knob_items(source))
+
+
+@functools.lru_cache(maxsize=4096)
+def _knob_items(source: str) -> tuple:
     values = {}
     for node in ast.parse(source).body:
         target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else (
@@ -155,7 +164,7 @@ def knob_values(source: str) -> dict:
             continue
         if isinstance(value, (int, float, bool)):
             values[target.id] = value
-    return values
+    return tuple(values.items())
 
 
 def skeleton(source: str) -> str:
@@ -394,30 +403,46 @@ def learnt(space: dict[str, Dimension], past: list[Trial], top: float = 0.2) -> 
 
 
 class GitFiles:
-    """``read(rev) -> train.py text`` of a sandbox's git repository, cached by rev (give commit shas:
-    a cached ``HEAD`` does not follow the branch).
+    """``read(rev) -> train.py text`` of a sandbox's git repository. A full commit sha (40 hex
+    digits) names content that never changes, so its text is cached for the whole process (the
+    newest :data:`SHARED_ENTRIES` texts, shared by every instance); any other rev (``HEAD``, a
+    branch) is read again at each call.
 
     Raises:
         OSError: the commit or file is not in the repository (``git show`` failed).
     """
 
+    SHARED_ENTRIES = 2048
+    _shared: "OrderedDict[tuple, str]" = OrderedDict()
+    _lock = threading.Lock()
+
     def __init__(self, sandbox: Path, name: str = "train.py"):
-        self.sandbox, self.name, self.cache = Path(sandbox), name, {}
+        self.sandbox, self.name = Path(sandbox), name
         self._repo = None
 
     def __call__(self, commit: str) -> str:
-        if commit not in self.cache:
-            import git
+        key = (str(self.sandbox.resolve()), self.name, commit)
+        immutable = len(commit) == 40 and all(c in "0123456789abcdef" for c in commit)
+        with self._lock:
+            if immutable and key in self._shared:
+                self._shared.move_to_end(key)
+                return self._shared[key]
+        import git
 
-            try:
-                if self._repo is None:
-                    self._repo = git.Repo(self.sandbox)
-                self.cache[commit] = self._repo.git.show(f"{commit}:{self.name}")
-            except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-                raise OSError(f"{self.sandbox} is not a git repository") from None
-            except git.GitCommandError as exc:
-                raise OSError(f"{self.name} at {commit[:10]}: {exc.stderr.strip()}") from None
-        return self.cache[commit]
+        try:
+            if self._repo is None:
+                self._repo = git.Repo(self.sandbox)
+            text = self._repo.git.show(f"{commit}:{self.name}")
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise OSError(f"{self.sandbox} is not a git repository") from None
+        except git.GitCommandError as exc:
+            raise OSError(f"{self.name} at {commit[:10]}: {exc.stderr.strip()}") from None
+        if immutable:
+            with self._lock:
+                self._shared[key] = text
+                while len(self._shared) > self.SHARED_ENTRIES:
+                    self._shared.popitem(last=False)
+        return text
 
 
 def changed_knobs(records: list, read: Callable[[str], str]) -> dict[str, int]:

@@ -21,11 +21,12 @@ import threading
 from pathlib import Path
 from typing import Optional
 
+from tools.experiments import experiment_diff, sample_of
+
 from .chart import PNG_NAME, render as render_chart
 from .ledger import TRAJECTORY_NAME, Ledger
 
 HTML_NAME = "report.html"
-SAMPLE_NAME = "sample.txt"
 REFRESH_MS = 2000
 
 
@@ -46,31 +47,6 @@ def llm_cost(rec: dict) -> Optional[float]:
         return None
     model = str(rec.get("agent", "")).split(":", 1)[-1]
     return cost_usd(model, rec.get("prompt_tokens", 0), rec.get("completion_tokens", 0))
-
-
-def diff_of(sandbox: Path, rec: dict) -> str:
-    """The unified diff of experiment ``rec``: ``runs/<n>/proposal.diff`` (every proposal, refused
-    ones too), else git's diff of its commit against its parent; ``""`` for a repeat."""
-    proposal = sandbox / "runs" / str(rec["experiment"]) / "proposal.diff"
-    if proposal.exists():
-        return proposal.read_text(encoding="utf-8", errors="replace")
-    if rec.get("commit") and rec.get("parent") and rec["commit"] != rec["parent"]:
-        try:
-            import git
-
-            return git.Repo(sandbox).git.diff(rec["parent"], rec["commit"])
-        except Exception as exc:  # a pruned or foreign history: say so, do not fail the page
-            return f"(diff unavailable: {exc})"
-    return ""
-
-
-def sample_of(sandbox: Path, n: int) -> Optional[str]:
-    """The text ``runs/<n>/sample.txt`` holds, or None."""
-    path = Path(sandbox) / "runs" / str(n) / SAMPLE_NAME
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
 
 
 def _summary_lines(sandbox: Path, records: list[dict], usd_per_kwh: Optional[float], checkpoints: str) -> list[str]:
@@ -123,7 +99,7 @@ def _kept_section(sandbox: Path, records: list[dict]) -> str:
         return "<p>No experiment kept yet.</p>"
     out = []
     for r in kept:
-        sample, diff = sample_of(sandbox, r["experiment"]), diff_of(sandbox, r)
+        sample, diff = sample_of(sandbox, r["experiment"]), experiment_diff(sandbox, r)
         out.append(
             f'<section class="kept" id="kept-{r["experiment"]}"><h3>#{r["experiment"]} {_e(r["description"])}</h3>'
             f'<p class="figures">val_bpb {_num(r.get("val_bpb"), ".6f")} (before: {_num(r.get("parent_val_bpb"), ".6f") or "-"})'

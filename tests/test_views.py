@@ -114,10 +114,11 @@ def test_a_short_real_session_leaves_views_a_person_can_read(make_sandbox, tmp_p
     assert all(res.returncode == 0 for res in shown.values()), {n: r.stderr for n, r in shown.items()}
     assert "sample (fixed prompt, fixed seed)" in shown[2].stdout and "LEARNING_RATE = 3e-3" in shown[2].stdout
     assert "decision:" in shown[3].stdout and "not_improved" in shown[3].stdout
-    assert "boom from experiment" in shown[4].stdout and "why:" in shown[4].stdout
-    assert "rails refused" in shown[5].stdout and "[imports]" in shown[5].stdout
+    assert "boom from experiment" in shown[4].stdout and "detail: exited with code 1" in shown[4].stdout
+    assert "import of 'subprocess' is not allowed" in shown[5].stdout and "+import subprocess" in shown[5].stdout
+    assert "energy: not measured" in shown[3].stdout or " J" in shown[3].stdout
     missing = harness("show", 99, sandbox)
-    assert missing.returncode == 1 and "no experiment 99" in missing.stdout
+    assert missing.returncode == 1 and "there is no experiment 99" in missing.stderr
 
     # MLflow: one run per row, with the knobs, the metrics and the artifacts; logging again adds nothing
     from mlflow.tracking import MlflowClient

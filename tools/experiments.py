@@ -7,6 +7,7 @@ experiments that became commits (kept ones on the branch, discarded ones under
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from .files import ToolError
@@ -60,6 +61,14 @@ def log_tail(sandbox: Path | None, n: int, lines: int = LOG_TAIL_LINES, max_char
     return "\n".join(text.rstrip("\n").split("\n")[-lines:])[-max_chars:]
 
 
+@functools.lru_cache(maxsize=1024)
+def _commit_diff(sandbox: str, commit: str) -> str:
+    """``git show`` of a full commit sha (immutable content, so cached for the process)."""
+    import git
+
+    return git.Repo(sandbox).git.show("--format=", "--no-color", commit)
+
+
 def experiment_diff(sandbox: Path | None, rec: dict) -> str:
     """The diff experiment ``rec`` tried: ``git show`` of its commit, else its proposal.diff."""
     if sandbox is None:
@@ -68,8 +77,8 @@ def experiment_diff(sandbox: Path | None, rec: dict) -> str:
         import git
 
         try:
-            return git.Repo(sandbox).git.show("--format=", "--no-color", rec["commit"])
-        except (git.GitCommandError, ValueError):
+            return _commit_diff(str(Path(sandbox).resolve()), rec["commit"])
+        except (git.GitCommandError, git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
             pass
     try:
         return (Path(sandbox) / "runs" / str(rec["experiment"]) / "proposal.diff").read_text(encoding="utf-8")
@@ -77,8 +86,22 @@ def experiment_diff(sandbox: Path | None, rec: dict) -> str:
         return ""
 
 
+def sample_of(sandbox: Path | None, n: int) -> str:
+    """The text ``runs/<n>/sample.txt`` holds (what the trained model generated after scoring, from
+    a fixed prompt with a fixed seed), or ``""``."""
+    if sandbox is None:
+        return ""
+    try:
+        return (Path(sandbox) / "runs" / str(n) / "sample.txt").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 def show_experiment(sandbox: Path | None, history: list[dict], n: int) -> str:
-    """Experiment ``n`` in full: description, outcome, val_bpb against its parent, detail, diff, log tail.
+    """Experiment ``n`` in full: description, outcome, val_bpb against its parent, what the run did
+    (steps, tokens/s, energy), the decision and its evidence, detail (a refusal's rail verdicts, a
+    crash's reason), diff, training curve beside the best's, sample, log tail. ``harness show N``
+    prints the same text.
 
     Raises:
         ToolError: there is no experiment ``n``.
@@ -99,6 +122,15 @@ def show_experiment(sandbox: Path | None, history: list[dict], n: int) -> str:
         parts.append(f"trained: {rec['steps']} steps, {rec.get('tokens') or 0:,} tokens, "
                      f"{rec.get('tokens_per_s') or 0:,.0f} tokens/s in {rec.get('train_s') or 0:.1f} s"
                      + (f", seed {rec['seed']}" if rec.get("seed") is not None else ""))
+    if rec.get("run_s") is not None:
+        energy = [f"{label} {rec[key]:,.0f} J" for key, label in (("gpu_energy_j", "GPU"), ("cpu_energy_j", "CPU"))
+                  if rec.get(key) is not None]
+        parts.append(f"run: {rec['run_s']:.1f} s wall, peak memory {rec.get('peak_mem_gb') or 0:.2f} GB"
+                     + (f", sample {rec['sample_s']:.2f} s (not training time)" if rec.get("sample_s") else "")
+                     + "; energy: " + (", ".join(energy) if energy else "not measured"))
+    if rec.get("llm_calls"):
+        parts.append(f"LLM: {rec['llm_calls']} calls, {rec.get('prompt_tokens', 0):,} prompt + "
+                     f"{rec.get('completion_tokens', 0):,} completion tokens, {rec.get('llm_s') or 0:.1f} s")
     if rec.get("repeat_of"):
         parts.append(f"a repeat of experiment {rec['repeat_of']} (same file)")
     if (rec.get("decision") or {}).get("reason"):
@@ -111,6 +143,13 @@ def show_experiment(sandbox: Path | None, history: list[dict], n: int) -> str:
     if diff:
         cut = "\n... (diff cut)" if len(diff) > MAX_DIFF_CHARS else ""
         parts.append(f"diff:\n{diff[:MAX_DIFF_CHARS]}{cut}")
+    if rec.get("curve"):
+        from harness.curves import best_record, compare
+
+        parts.append(compare(rec, best_record(history)))
+    sample = sample_of(sandbox, rec["experiment"])
+    if sample:
+        parts.append(f"sample (fixed prompt, fixed seed):\n{sample}")
     tail = log_tail(sandbox, rec["experiment"])
     if tail:
         parts.append(f"end of runs/{rec['experiment']}/run.log:\n{tail}")
