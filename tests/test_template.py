@@ -232,14 +232,18 @@ def test_result_file_is_written_atomically_with_every_field(prep, tmp_path, monk
     data = json.loads(out.read_text())
     assert set(data) == {"val_bpb", "eval_tokens", "eval_bytes", "eval_s", "train_s", "eval_calls", "device",
                          "peak_vram_mb", "corpus", "causal", "causality_max_diff", "tampered",
-                         "train_batches", "train_tokens", "num_params", "device_name"}
+                         "train_batches", "train_tokens", "num_params", "device_name",
+                         "sample_prompt", "sample", "sample_s"}
+    assert len(tok.encode(data["sample"])) >= prep.SAMPLE_TOKENS // 2 and data["sample_s"] > 0
+    assert data["sample_prompt"] == tok.decode(prep._tokens("val")[:prep.SAMPLE_PROMPT_TOKENS].tolist())
     assert data["train_batches"] == 1 and data["train_tokens"] == 2 * 8
     assert data["num_params"] == 1 and data["device_name"] == "cpu"  # UniformModel: one dummy parameter
     assert data["causal"] is True and data["causality_max_diff"] == 0.0 and data["tampered"] == []
     assert data["val_bpb"] == pytest.approx(first) and data["eval_calls"] == 2 and data["device"] == "cpu"
     assert data["eval_tokens"] > 0 and data["eval_bytes"] > data["eval_tokens"] and data["peak_vram_mb"] == 0.0
     assert 0 <= data["train_s"] < 60 and data["eval_s"] >= 0 and data["corpus"] == prep.CORPUS
-    assert [(a.parent, b) for a, b in replaced] == [(out.parent, out)] * 2  # temp file in the same folder
+    # the score first, then again with the sample, at each of the two calls; temp files in the same folder
+    assert [(a.parent, b) for a, b in replaced] == [(out.parent, out)] * 4
     assert sorted(p.name for p in out.parent.iterdir()) == ["metrics.json"]
 
 
