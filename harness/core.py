@@ -8,7 +8,7 @@ off; turning an MCP call into a proposal and phrasing the answer). The core owns
   killed harness left (:func:`harness.reconcile.reconcile`, messages shown, ``rerun`` mode);
 - **the gate**: stop (``harness stop``, signals), pause, the deadline, an experiment limit, free
   disk (:meth:`ExperimentCore.wait_to_start`, :meth:`ExperimentCore.check_disk`);
-- **baseline and noise runs**: the baseline, its repeats and the re-measures of the best for drift,
+- **baseline and noise runs**: a smoke run before the first baseline (preflight), the baseline, its repeats and the re-measures of the best for drift,
   as the policy schedules them (:meth:`ExperimentCore.run_due`);
 - **one experiment**: check once (rails), refuse a ``duplicate``, commit, run, confirm, decide,
   record (:meth:`ExperimentCore.submit`), and run a preempted experiment again once;
@@ -38,6 +38,7 @@ from .critical import deferred_signals
 from .decisions import due_repeat, file_key, ran_before
 from .experiment import BASELINE, Checked, ExperimentRunner, check_proposal
 from .ledger import ExperimentRecord, Ledger, LedgerError, next_number
+from .preflight import preflight
 from .publish import Publisher
 from .reconcile import reconcile
 from .sandbox import Sandbox
@@ -122,6 +123,9 @@ class ExperimentCore:
         self.sandbox = Sandbox(self.path, cfg.branch)
         self.ledger = Ledger(self.path)
         self.runner = ExperimentRunner(self.sandbox, self.ledger, cfg, agent_name, measure)
+        #: smoke-test train.py before the first baseline (:mod:`harness.preflight`): with the real
+        #: subprocess runner only (a simulated ``measure`` has no train.py to test)
+        self.smoke_test = measure is None
         self.control = Control(self.path)
         #: set from another thread (the MCP server's shutdown) to stop the run in flight
         self.abort = threading.Event()
@@ -206,8 +210,10 @@ class ExperimentCore:
     def run_due(self) -> list[ExperimentRecord]:
         """Run the baseline, a baseline repeat or a re-measure of the best if one is due (see
         :func:`harness.decisions.due_repeat`); returns the rows written (empty: nothing was due).
+        Before the first baseline of a sandbox, a smoke run (:mod:`harness.preflight`).
 
         Raises:
+            PreflightError: the smoke run failed (nothing recorded; a :class:`SandboxError`).
             LedgerError: as :meth:`check_disk`, or a row could not be written.
             KeyboardInterrupt: (:class:`Aborted`) after the run in flight was recorded.
         """
@@ -215,6 +221,9 @@ class ExperimentCore:
         n = next_number(records)
         if needs_baseline(records):
             self.check_disk(n)
+            if not records and self.smoke_test:
+                self.begin(n, "preflight: a smoke run of train.py", "preflight")
+                self.events.message(preflight(self.path, self.cfg))
             return self._run(n, None, {}, time.time())
         due = due_repeat(records, self.cfg.policy)
         if due is None:

@@ -291,6 +291,7 @@ def run_experiment(
     isolate_network: bool = True,
     memory_limit_gb: float | None | str = "auto",
     checkpoint: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> RunResult:
     """Run ``command`` in ``cwd`` and return a classified :class:`RunResult`.
 
@@ -310,6 +311,7 @@ def run_experiment(
         memory_limit_gb: address-space limit of the child in GB; ``"auto"`` (default):
             :func:`default_memory_limit_bytes` (none where a GPU is present); None: no limit.
         checkpoint: ask prepare.py to save the weights after scoring.
+        extra_env: more variables for the child's environment (the preflight's smoke setting).
 
     Raises:
         KeyboardInterrupt: re-raised after the child's group has been killed.
@@ -325,7 +327,7 @@ def run_experiment(
     for stale in (SAMPLE_NAME, CHECKPOINT_NAME):
         (run_dir / stale).unlink(missing_ok=True)
     marker = uuid.uuid4().hex
-    extra = {RESULT_ENV: str(result_path.resolve()), MARKER_ENV: marker}
+    extra = {**(extra_env or {}), RESULT_ENV: str(result_path.resolve()), MARKER_ENV: marker}
     if checkpoint:
         extra[CHECKPOINT_ENV] = str((run_dir / CHECKPOINT_NAME).resolve())
     env = scrubbed_env(extra)

@@ -38,6 +38,13 @@ SAMPLE_PROMPT_TOKENS = 16  # the sample's prompt: the first tokens of the valida
 SAMPLE_TOKENS = 120  # tokens the trained model generates after scoring (runs/<n>/sample.txt)
 SAMPLE_TEMPERATURE = 0.8  # softmax temperature of the sample
 SAMPLE_SEED = 1337  # seed of the sample's generator (the same text for the same weights)
+SMOKE_ENV = "AUTORESEARCH_SMOKE_S"  # set by the harness for its preflight smoke run (seconds of training)
+if os.environ.get(SMOKE_ENV):  # a smoke run: a few seconds of training, a short evaluation, no sample
+    TIME_BUDGET = float(os.environ.pop(SMOKE_ENV))
+    EVAL_TOKENS = 4 * MAX_SEQ_LEN
+    _SMOKE = True
+else:
+    _SMOKE = False
 
 
 class PrepareError(RuntimeError):
@@ -493,7 +500,7 @@ def evaluate_bpb(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: int) 
             "train_batches": train_batches, "train_tokens": train_tokens, "num_params": num_params,
             "device_name": device_name}
         _atomic_write(Path(result_file), json.dumps(result).encode())  # the score is safe before the extras
-        if math.isfinite(bpb):
+        if math.isfinite(bpb) and not _SMOKE:
             result.update(_after_scoring(model, tokenizer, device))
             _atomic_write(Path(result_file), json.dumps(result).encode())
     return bpb
