@@ -5,7 +5,10 @@ What it blocks:
 - no call or several calls of ``evaluate_bpb``; a call that is not a module-level statement
   ``name = evaluate_bpb(...)`` nested only in ``with`` blocks of torch context managers (so not in
   a loop, a comprehension, a function that could run twice, an ``if``, a ``try``, or a
-  ``with contextlib.suppress(...)``/custom context manager that could swallow its error);
+  ``with contextlib.suppress(...)``/custom context manager that could swallow its error; torch's
+  context managers and ``contextlib.nullcontext()``, which never swallow one, are allowed, also
+  through a name bound to them or to a choice between them, as the MPS forks write
+  ``autocast_ctx = torch.amp.autocast(...) if cuda else contextlib.nullcontext()``);
 - ``evaluate_bpb`` or ``make_dataloader`` used other than by a direct call (``ev = evaluate_bpb``,
   ``functools.partial(evaluate_bpb, ...)``);
 - a tokenizer argument that is not the name bound to ``Tokenizer.from_directory()`` (a wrapper with
@@ -147,13 +150,20 @@ def _path_to(body: list, node: ast.AST) -> list:
     return []
 
 
-def _torch_context(ctx: Context, expr) -> bool:
-    """A torch context manager: ``torch.x(...)`` or a name bound at module level to one."""
+def _torch_context(ctx: Context, expr, depth: int = 0) -> bool:
+    """A context manager that cannot swallow an error: ``torch.x(...)``, ``contextlib.nullcontext()``,
+    ``a if cond else b`` of two such, or a name every assignment of which binds one."""
+    if depth > 8:
+        return False
     if isinstance(expr, ast.Call):
-        return (ctx.names.qualname(expr.func) or "").startswith("torch.")
+        name = ctx.names.qualname(expr.func) or ""
+        return name.startswith("torch.") or name == "contextlib.nullcontext"
+    if isinstance(expr, ast.IfExp):
+        return _torch_context(ctx, expr.body, depth + 1) and _torch_context(ctx, expr.orelse, depth + 1)
     if isinstance(expr, ast.Name):
         values = [n.value for n in ctx.of(ast.Assign) for t in n.targets if isinstance(t, ast.Name) and t.id == expr.id]
-        return bool(values) and all(isinstance(v, ast.Call) and _torch_context(ctx, v) for v in values)
+        return bool(values) and all(isinstance(v, (ast.Call, ast.IfExp)) and _torch_context(ctx, v, depth + 1)
+                                    for v in values)
     return False
 
 

@@ -7,9 +7,11 @@ What it blocks:
   ``register_at_fork``/file operations; ``sys`` beyond `SYS_ALLOWED` (no ``sys.modules``,
   ``settrace``, ``exc_info``, ``_getframe``, hooks; ``sys.stdout``/``sys.stderr`` only to write and
   flush);
-- the environment: reading ``os.environ`` (``os.environ["K"]``, ``.get``, ``dict(os.environ)``,
-  ``os.getenv``); *setting* a variable stays allowed for literal keys of torch/CUDA/thread settings
-  (`ENV_KEYS`, e.g. ``PYTORCH_CUDA_ALLOC_CONF``), never ``LD_PRELOAD``, paths or cache directories;
+- the environment: reading ``os.environ`` (``dict(os.environ)``, a computed key, any key but the
+  torch/CUDA/thread settings below); reading (``os.environ["K"]``, ``os.environ.get("K")``,
+  ``os.getenv("K")``) and setting a variable stay allowed for literal keys of torch/CUDA/thread
+  settings (`ENV_KEYS`, e.g. ``CUDA_VISIBLE_DEVICES``, ``PYTORCH_CUDA_ALLOC_CONF``), never
+  ``LD_PRELOAD``, paths or cache directories;
 - files: ``open()`` of a computed path, an absolute or home path, ``..``, a dot-file (``.env``,
   ``.git/...``) or in a writing mode; string literals naming ``/proc``, ``/etc``, ``~/``, ``.ssh``,
   ``.netrc``, ``.pth`` files and the like anywhere; ``torch.save``, ``np.save*``, ``.tofile``,
@@ -32,6 +34,7 @@ the evaluation) — things the harness must be able to rule out before the run.
 Benign example it must allow::
 
     os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
+    print(os.environ.get("CUDA_VISIBLE_DEVICES"))
     print(f"lr {lr:.2e}", file=sys.stderr)
     if not math.isfinite(loss.item()):
         print("FAIL: loss is nan"); sys.exit(1)
@@ -75,6 +78,8 @@ SENSITIVE_PATH = re.compile(
 WRITE_MODES = set("wax+")
 WATCHED = ("os", "sys", "torch", "numpy")
 _EXIT_HINT = "let the script reach evaluate_bpb; to fail, sys.exit(1) or sys.exit('FAIL: ...')"
+CHECKPOINT_HINT = ("train.py may not write files; the harness saves the weights itself after scoring: "
+                   "[run] checkpoints = \"kept\" (the default) or \"all\" in harness.toml puts them in runs/<n>/model.pt")
 
 
 class SystemAccessRail(AstRail):
@@ -85,7 +90,7 @@ class SystemAccessRail(AstRail):
     def check_tree(self, ctx: Context) -> list[Violation]:
         """One violation per offending expression."""
         out = []
-        env_targets = self._env_writes(ctx, out)
+        env_allowed = self._env_writes(ctx, out) | self._env_reads(ctx)
         inner = {id(n.value) for n in ctx.of(ast.Attribute)}
         watched = {local for local, full in ctx.names.aliases.items() if full.split(".")[0] in WATCHED} | {"os", "sys"}
         callees = ctx.callees
@@ -97,13 +102,14 @@ class SystemAccessRail(AstRail):
                 root = root.value
             if isinstance(root, ast.Name) and root.id in watched:
                 name = ctx.names.qualname(node)
-                if name == "os.environ" and id(node) in env_targets:
+                if id(node) in env_allowed:
                     continue
                 out += self._judge(node, name, id(node) in callees)
             if isinstance(node, ast.Name) and node.id in ("exit", "quit", "SystemExit") and id(node) not in callees:
                 out.append(self.violation(node, f"{node.id} is used as a value", _EXIT_HINT))
             elif isinstance(node, ast.Attribute) and node.attr in WRITING_METHODS and id(node) in callees:
-                out.append(self.violation(node, f".{node.attr}() writes or maps a file", "experiments may not persist files"))
+                out.append(self.violation(node, f".{node.attr}() writes or maps a file",
+                                          CHECKPOINT_HINT if node.attr == "save" else "experiments may not persist files"))
         for call, name in ctx.names.calls:
             out += self._call(ctx, call, name)
         for node in ctx.of(ast.Raise):
@@ -132,6 +138,8 @@ class SystemAccessRail(AstRail):
                 return [self.violation(node, "sys.exit is used as a value", _EXIT_HINT)]
             if not (matches(name, SYS_ALLOWED) or name in ("sys.stdout", "sys.stderr")):
                 return [self.violation(node, f"use of {name}", "the interpreter's state is off limits")]
+        if name == "torch.save":
+            return [self.violation(node, "torch.save writes a file", CHECKPOINT_HINT)]
         if top == "torch" and (matches(name, TORCH_FORBIDDEN) or denied_module(name)):
             return [self.violation(node, f"use of {name}", "experiments run without network, files, native "
                                    "extensions or extra processes; write it in torch")]
@@ -185,6 +193,20 @@ class SystemAccessRail(AstRail):
                                    "read only the sandbox's own files")]
         return []
 
+    def _env_reads(self, ctx: Context) -> set[int]:
+        """ids of the nodes of allowed reads: ``os.environ["KEY"]`` (the ``os.environ`` node),
+        ``os.environ.get("KEY"[, default])`` and ``os.getenv("KEY"[, default])`` (the callee), for a
+        literal KEY of :data:`ENV_KEYS` (a device or thread setting, never a path)."""
+        ids = set()
+        for node in ctx.of(ast.Subscript):
+            if isinstance(node.ctx, ast.Load) and ctx.names.qualname(node.value) == "os.environ" \
+                    and _allowed_key(const_str(node.slice)):
+                ids.add(id(node.value))
+        for call, name in ctx.names.calls:
+            if name in ("os.environ.get", "os.getenv") and call.args and _allowed_key(const_str(call.args[0])):
+                ids.add(id(call.func))
+        return ids
+
     def _env_writes(self, ctx: Context, out: list) -> set[int]:
         """ids of ``os.environ`` nodes that are the base of an allowed ``os.environ["KEY"] = "value"``;
         appends violations for refused keys or values to ``out``."""
@@ -196,8 +218,13 @@ class SystemAccessRail(AstRail):
                     if key is None:
                         continue  # a computed key: reported as a read of os.environ
                     ids.add(id(t.value))
-                    if not ENV_KEYS.match(key) or ENV_KEYS_DENIED.search(key) or value is None:
+                    if not _allowed_key(key) or value is None:
                         out.append(self.violation(node, f"setting the environment variable {key!r}",
                                                   "only literal torch/CUDA/thread settings (PYTORCH_*, CUDA_*, "
                                                   "OMP_*, ...) may be set, never paths or loaders"))
         return ids
+
+
+def _allowed_key(key: str | None) -> bool:
+    """A literal environment key of a torch/CUDA/thread setting (:data:`ENV_KEYS`), not a path."""
+    return key is not None and bool(ENV_KEYS.match(key)) and not ENV_KEYS_DENIED.search(key)
