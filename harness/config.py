@@ -50,6 +50,8 @@ class HarnessConfig:
             status and the report, or None (no cost shown).
         mlflow_uri: ``[tracking] mlflow_uri``: an MLflow tracking URI every experiment is logged
             to (:mod:`harness.tracking`), or None.
+        data_cache: ``[run] data_cache``: the absolute folder ``harness init`` prepared the data
+            into (:mod:`harness.datacache`), or None.
     """
 
     tag: str
@@ -66,6 +68,7 @@ class HarnessConfig:
     checkpoints: str = "kept"
     usd_per_kwh: float | None = None
     mlflow_uri: str | None = None
+    data_cache: str | None = None
 
     def rail_settings(self) -> dict:
         """Keyword arguments for ``rails.RailConfig`` from this sandbox's settings (defaults of
@@ -105,6 +108,7 @@ time_budget_s = {cfg.time_budget_s}              # training seconds; must equal 
 allowance_s = {cfg.allowance_s:g}              # extra seconds for start-up and evaluation before the hard kill
 over_budget_tolerance_s = {cfg.over_budget_tolerance_s:g}   # trained seconds past the budget before a run is over_budget
 checkpoints = "{cfg.checkpoints}"          # weights in runs/<n>/model.pt: kept (the newest 3 kept experiments) | all | none
+{'' if cfg.data_cache else '# '}data_cache = "{cfg.data_cache or ''}"   # where the prepared data is, whoever runs the harness ($AUTORESEARCH_CACHE wins)
 
 [agent]
 spec = "{cfg.agent}"                 # local | hybrid | optuna | optuna:cmaes | scripted:FILE | anthropic:MODEL | openai:MODEL (see the README)
@@ -172,6 +176,7 @@ def load(sandbox: Path) -> HarnessConfig:
             usd_per_kwh=None if report.get("electricity_usd_per_kwh") is None
             else float(report["electricity_usd_per_kwh"]),
             mlflow_uri=None if tracking.get("mlflow_uri") is None else str(tracking["mlflow_uri"]),
+            data_cache=None if run.get("data_cache") is None else str(run["data_cache"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: bad or missing setting ({exc}). Compare with the README.") from None

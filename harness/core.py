@@ -35,6 +35,7 @@ from .agents.base import Proposal, Usage
 from .config import HarnessConfig
 from .control import Control
 from .critical import deferred_signals
+from .datacache import ensure_prepared
 from .decisions import due_repeat, file_key, ran_before
 from .experiment import BASELINE, Checked, ExperimentRunner, check_proposal
 from .ledger import ExperimentRecord, Ledger, LedgerError, next_number
@@ -146,9 +147,13 @@ class ExperimentCore:
         ``before_repair()`` runs under the lock before the repair (the MCP server takes an agent's
         direct edits of train.py out of the tree there).
 
+        Also prepares the corpus where the runs will look for it when it is not there
+        (:func:`harness.datacache.ensure_prepared`: another HOME, a copied sandbox).
+
         Raises:
             AlreadyRunning: another harness holds the sandbox.
             SandboxError, LedgerError: as :func:`harness.reconcile.reconcile`.
+            OSError: the corpus is missing and preparing it failed (the message says what to do).
         """
         with SessionLock(self.path):
             if clear_flags:
@@ -159,6 +164,9 @@ class ExperimentCore:
                 fixed = reconcile(self.sandbox, self.ledger, self.runner, self.on_interrupted)
             for line in fixed.messages:
                 self.events.message(line)
+            prepared = ensure_prepared(self.path)
+            if prepared:
+                self.events.message(prepared)
             if fixed.rerun:
                 m = fixed.rerun
                 self.begin(m["experiment"], m["description"], "running")

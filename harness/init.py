@@ -8,6 +8,7 @@ its own progress bar).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -79,7 +80,10 @@ def create_sandbox(dest: Path, corpus: str, time_budget_s: int, tag: str, prepar
     prep = dest / "prepare.py"
     text = set_constant(prep.read_text(encoding="utf-8"), "CORPUS", repr(corpus).replace("'", '"'))
     prep.write_text(set_constant(text, "TIME_BUDGET", str(int(time_budget_s))), encoding="utf-8")
-    cfg = HarnessConfig(tag=tag, time_budget_s=int(time_budget_s))
+    from .datacache import DEFAULT_ROOT, ENV as CACHE_ENV
+
+    data_root = Path(os.environ.get(CACHE_ENV) or DEFAULT_ROOT).expanduser().resolve()
+    cfg = HarnessConfig(tag=tag, time_budget_s=int(time_budget_s), data_cache=str(data_root))
     (dest / "harness.toml").write_text(render(cfg), encoding="utf-8")
     from .agent_files import write_agent_files
     from .sandbox import Sandbox
@@ -88,7 +92,7 @@ def create_sandbox(dest: Path, corpus: str, time_budget_s: int, tag: str, prepar
 
     Sandbox.create(dest, cfg.branch, "sandbox from autoresearch-harness template")
     if prepare:
-        proc = subprocess.run([sys.executable, "prepare.py"], cwd=dest)
+        proc = subprocess.run([sys.executable, "prepare.py"], cwd=dest, env={**os.environ, CACHE_ENV: str(data_root)})
         if proc.returncode != 0:
             raise InitError(
                 f"data preparation failed (exit {proc.returncode}); the sandbox exists, fix the cause above and run "

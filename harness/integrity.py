@@ -7,7 +7,7 @@ experiment's commit. Any difference makes the run an ``integrity_violation`` (di
 reset restores the tracked files). SHA-256 over file bytes; a missing file hashes as ``None``.
 
 The prepared data and tokenizer of the sandbox's corpus live outside the sandbox (prepare.py's
-``$AUTORESEARCH_CACHE/<corpus>``, default ``~/.cache/autoresearch-harness``); every file of that
+the root of :mod:`harness.datacache`, e.g. ``~/.cache/autoresearch-harness/<corpus>``); every file of that
 folder is watched too, under the key ``cache:<name>``. Their SHA-256 is computed once per process and
 reused while the file's size, inode, mtime and ctime are unchanged (ctime cannot be set back by an
 unprivileged process), so a fingerprint costs a few ``stat`` calls after the first.
@@ -16,13 +16,9 @@ unprivileged process), so a fingerprint costs a few ``stat`` calls after the fir
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 from pathlib import Path
 
 WATCHED = ("prepare.py", "program.md", "harness.toml", ".gitignore", ".git/config")
-BUILTIN_CORPORA = ("shakespeare", "tinystories", "pystdlib")
-_CORPUS_LINE = re.compile(r"""^CORPUS = (["'])(.*?)\1""", re.M)
 _sha_cache: dict[tuple, str] = {}
 _first_seen: dict[str, str | None] = {}  # cache file -> digest at its first fingerprint in this process
 
@@ -50,21 +46,11 @@ def _sha256_cached(path: Path):
 
 
 def corpus_cache_dir(sandbox: Path) -> Path | None:
-    """The cache folder holding the prepared corpus of ``sandbox`` (the layout of prepare.py's
-    ``corpus_dir``), or None when prepare.py names no corpus in a ``CORPUS = "..."`` line."""
-    try:
-        m = _CORPUS_LINE.search((Path(sandbox) / "prepare.py").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
-        return None
-    if not m:
-        return None
-    corpus = m.group(2)
-    root = Path(os.environ.get("AUTORESEARCH_CACHE") or "~/.cache/autoresearch-harness").expanduser()
-    if corpus in BUILTIN_CORPORA:
-        return root / corpus
-    resolved = str((Path(sandbox).resolve() / Path(corpus).expanduser()).resolve())
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(resolved).name)[:40]
-    return root / f"local-{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:12]}"
+    """The cache folder holding the prepared corpus of ``sandbox`` under the root its runs use
+    (:func:`harness.datacache.root`), or None when prepare.py names no corpus."""
+    from .datacache import corpus_dir, root
+
+    return corpus_dir(sandbox, root(sandbox))
 
 
 def _cache_fingerprint(sandbox: Path) -> dict[str, str | None]:

@@ -180,7 +180,7 @@ class ResearchService:
         except AlreadyRunning as exc:
             return Answer(f"refused: only one experiment runs at a time in a sandbox. {exc} Wait until it ends "
                           "(list_experiments shows it once recorded), then call run_experiment again.", True)
-        except (SandboxError, LedgerError) as exc:
+        except (SandboxError, LedgerError, OSError) as exc:
             return Answer(f"refused: {exc}", True)
         finally:
             if taken.edited and not self.core.proposal_committed and (taken.answer is None or taken.answer.is_error):

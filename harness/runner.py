@@ -297,7 +297,8 @@ def run_experiment(
 
     Args:
         command: argv; a leading ``python`` means this interpreter.
-        cwd: the sandbox folder.
+        cwd: the sandbox folder; the child's ``AUTORESEARCH_CACHE`` is its data root
+            (:func:`harness.datacache.root`), whatever HOME is.
         run_dir: ``runs/<n>``; created; receives ``run.log``, ``metrics.json``, ``sample.txt``
             (the text the trained model generated after scoring) and, with ``checkpoint``,
             ``model.pt`` (the weights, saved by prepare.py after scoring).
@@ -327,7 +328,10 @@ def run_experiment(
     for stale in (SAMPLE_NAME, CHECKPOINT_NAME):
         (run_dir / stale).unlink(missing_ok=True)
     marker = uuid.uuid4().hex
-    extra = {**(extra_env or {}), RESULT_ENV: str(result_path.resolve()), MARKER_ENV: marker}
+    from .datacache import ENV as CACHE_ENV, root as data_root
+
+    extra = {CACHE_ENV: str(data_root(cwd)), **(extra_env or {}), RESULT_ENV: str(result_path.resolve()),
+             MARKER_ENV: marker}
     if checkpoint:
         extra[CHECKPOINT_ENV] = str((run_dir / CHECKPOINT_NAME).resolve())
     env = scrubbed_env(extra)

@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import git
 import pytest
