@@ -178,7 +178,7 @@ def run_policy(policy: str, seed: int, runs: int, sd: float, workdir: Path, sett
     sandbox = make_sandbox(workdir / f"{policy}-{strategy}-{seed}", policy, settings)
     sim = SimulatedRunner(sandbox, sd, random.Random(seed * 7919 + 1))
     agent = make_strategy(strategy, seed)
-    core = ExperimentCore(sandbox, load(sandbox), agent.name, measure=sim, publish=False)
+    core = ExperimentCore(sandbox, load(sandbox), agent.name, measure=sim)
     with core.holding():
         while sim.runs < runs:
             if core.run_due():

@@ -109,14 +109,14 @@ class ExperimentCore:
         max_experiments: rows this core may record (``llm_error`` rows of an outage not counted;
             None: no limit).
         on_interrupted: ``record`` or ``rerun`` an experiment a killed harness left running.
-        measure: the runner's run function (see :class:`harness.experiment.ExperimentRunner`).
-        publish: keep the views up to date after every row (:mod:`harness.publish`); False
-            leaves them alone (benchmarks that simulate thousands of rows).
+        measure: the runner's run function (see :class:`harness.experiment.ExperimentRunner`);
+            a simulated one (benchmarks) also leaves out the preflight and the views, which only
+            make sense for real runs.
     """
 
     def __init__(self, path: Path, cfg: HarnessConfig, agent_name: str, events: Optional[Events] = None,
                  deadline: Optional[float] = None, max_experiments: Optional[int] = None,
-                 on_interrupted: str = "record", measure=None, publish: bool = True):
+                 on_interrupted: str = "record", measure=None):
         self.path = Path(path)
         self.cfg, self.agent_name = cfg, agent_name
         self.events = events or Events()
@@ -136,7 +136,8 @@ class ExperimentCore:
         #: True once the proposal given to :meth:`submit` became a commit (reset by each submit)
         self.proposal_committed = False
         self._current: dict = {}
-        self.publisher = Publisher(self.path, cfg, on_error=self.events.message) if publish else None
+        #: keeps the views up to date after every row (:mod:`harness.publish`), for real runs
+        self.publisher = Publisher(self.path, cfg, on_error=self.events.message) if measure is None else None
 
     # --- lock, repair, gate ----------------------------------------------------------------
     @contextmanager
