@@ -68,21 +68,16 @@ class EnergyMeter:
         self._rapl = [(d, _read_int(d / "energy_uj"), _read_int(d / "max_energy_range_uj"))
                       for d in _rapl_domains(Path(powercap))]
         self._rapl = [entry for entry in self._rapl if entry[1] is not None]
-        self._nvml, self._handles, self._gpu_start = None, [], None
-        try:
-            import pynvml  # nvidia-ml-py
+        from .gpu import _nvml_handle, open_nvml
 
-            pynvml.nvmlInit()
-        except Exception:
+        self._handles, self._gpu_start = [], None
+        self._nvml = open_nvml()
+        if self._nvml is None:
             return
-        self._nvml = pynvml
         try:
-            from .gpu import _nvml_handle
-
-            count = pynvml.nvmlDeviceGetCount()
-            for index in range(count):
+            for index in range(self._nvml.nvmlDeviceGetCount()):
                 try:
-                    self._handles.append(_nvml_handle(pynvml, index))
+                    self._handles.append(_nvml_handle(self._nvml, index))
                 except LookupError:
                     break
             self._gpu_start = self._gpu_mj()

@@ -92,6 +92,18 @@ def _nvml_handle(nvml, index: int):
     return nvml.nvmlDeviceGetHandleByIndex(int(entry)) if entry.isdigit() else nvml.nvmlDeviceGetHandleByUUID(entry)
 
 
+def open_nvml():
+    """The ``pynvml`` module (of ``nvidia-ml-py``) after ``nvmlInit()``, or None when it is missing
+    or NVML does not start (no driver, no GPU); the caller calls ``nvmlShutdown()`` when done."""
+    try:
+        import pynvml  # nvidia-ml-py
+
+        pynvml.nvmlInit()
+    except Exception:
+        return None
+    return pynvml
+
+
 class ClockSampler:
     """Samples the SM clock of one GPU through NVML and reports the mean, MHz.
 
@@ -111,15 +123,11 @@ class ClockSampler:
         self._nvml = self._handle = None
         self._readings: list[float] = []
         self._last: Optional[float] = None
-        try:
-            import pynvml  # nvidia-ml-py
-
-            pynvml.nvmlInit()
-        except Exception:
+        self._nvml = open_nvml()
+        if self._nvml is None:
             return
-        self._nvml = pynvml
         try:
-            self._handle = _nvml_handle(pynvml, index)
+            self._handle = _nvml_handle(self._nvml, index)
         except Exception:
             self.close()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from .config import ConfigError, load
 from .control import Control
 from .decisions import best_estimate, noise
 from .ledger import RESULTS_NAME, Ledger
@@ -62,32 +63,36 @@ def print_status(sandbox: Path, console: Console | None = None) -> None:
             console.print(f"  time left in the run: {max(0, int(state['deadline'] - time.time())) // 60} min")
     else:
         console.print("not running" + (f" (last session ended {_ago(state.get('updated_at'))} ago)" if state else ""))
-    counts = {s: sum(r["status"] == s for r in records) for s in ("keep", "discard", "crash")}
-    console.print(f"experiments: {len(records)} ({counts['keep']} keep, {counts['discard']} discard, {counts['crash']} crash)")
-    est = best_estimate(records)
-    if est is not None:
-        console.print(f"best val_bpb: {est.val_bpb:.6f} at {(est.commit or '-------')[:7]} (experiment "
-                      f"{est.experiment}, mean of {est.runs} run{'s' if est.runs != 1 else ''})")
-    console.print(_noise_line(records))
-    console.print(_coverage_line(sandbox, records))
-    _print_views(sandbox, records, console)
-
-
-def _print_views(sandbox: Path, records: list[dict], console: Console) -> None:
-    """The energy and checkpoint lines, and where the report is."""
-    from .checkpoints import checkpoints_text
-    from .config import ConfigError, load
-    from .energy import energy_text
-
     try:
         cfg = load(sandbox)
     except ConfigError:
-        return
-    console.print(energy_text(records, cfg.usd_per_kwh), highlight=False)
-    console.print(checkpoints_text(sandbox, cfg.checkpoints), highlight=False)
+        cfg = None
+    for line in summary_lines(sandbox, records, cfg and cfg.usd_per_kwh, cfg and cfg.checkpoints):
+        console.print(line, highlight=False)
     page = sandbox / "report.html"
     if page.exists():
         console.print(f"report: {page} (`harness report {sandbox} --serve` serves it live)", highlight=False)
+
+
+def summary_lines(sandbox: Path, records: list[dict], usd_per_kwh: float | None = None,
+                  checkpoints: str | None = None) -> list[str]:
+    """The state of a sandbox in lines, for ``harness status`` and the report: the counts of
+    keep/discard/crash, the best val_bpb, the noise, the knobs explored, the energy (with its cost
+    at ``usd_per_kwh`` dollars per kWh when given) and, when ``checkpoints`` (the mode) is given,
+    the checkpoints on disk."""
+    from .checkpoints import checkpoints_text
+    from .energy import energy_text
+
+    counts = {s: sum(r["status"] == s for r in records) for s in ("keep", "discard", "crash")}
+    lines = [f"experiments: {len(records)} ({counts['keep']} keep, {counts['discard']} discard, {counts['crash']} crash)"]
+    est = best_estimate(records)
+    if est is not None:
+        lines.append(f"best val_bpb: {est.val_bpb:.6f} at {(est.commit or '-------')[:7]} (experiment "
+                     f"{est.experiment}, mean of {est.runs} run{'s' if est.runs != 1 else ''})")
+    lines += [_noise_line(records), _coverage_line(sandbox, records), energy_text(records, usd_per_kwh)]
+    if checkpoints:
+        lines.append(checkpoints_text(sandbox, checkpoints))
+    return lines
 
 
 def _coverage_line(sandbox: Path, records: list[dict]) -> str:

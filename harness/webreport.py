@@ -50,19 +50,9 @@ def llm_cost(rec: dict) -> Optional[float]:
 
 
 def _summary_lines(sandbox: Path, records: list[dict], usd_per_kwh: Optional[float], checkpoints: str) -> list[str]:
-    from .checkpoints import checkpoints_text
-    from .decisions import best_estimate
-    from .energy import energy_text
-    from .report import _coverage_line, _noise_line
+    from .report import summary_lines
 
-    counts = {s: sum(r["status"] == s for r in records) for s in ("keep", "discard", "crash")}
-    lines = [f"{len(records)} experiments: {counts['keep']} keep, {counts['discard']} discard, {counts['crash']} crash"]
-    est = best_estimate(records)
-    if est is not None:
-        lines.append(f"best val_bpb {est.val_bpb:.6f}: experiment {est.experiment} "
-                     f"({(est.commit or '-------')[:7]}, mean of {est.runs} run{'s' if est.runs != 1 else ''})")
-    lines.append(_noise_line(records))
-    lines.append(_coverage_line(sandbox, records))
+    lines = summary_lines(sandbox, records, usd_per_kwh, checkpoints)
     ran = [r for r in records if r.get("run_s")]
     tps = [r["tokens_per_s"] for r in ran if r.get("tokens_per_s")]
     if ran:
@@ -74,8 +64,6 @@ def _summary_lines(sandbox: Path, records: list[dict], usd_per_kwh: Optional[flo
         if wall:
             line += f", {100 * train / wall:.0f}% of the experiments' wall time spent training"
         lines.append(line)
-    lines.append(energy_text(records, usd_per_kwh))
-    lines.append(checkpoints_text(sandbox, checkpoints))
     cost = [c for c in (llm_cost(r) for r in records) if c is not None]
     if cost:
         lines.append(f"LLM cost: ${sum(cost):.2f} over {len(cost)} proposals")

@@ -99,7 +99,7 @@ def test_a_short_real_session_leaves_views_a_person_can_read(make_sandbox, tmp_p
     sample_line = next(line for line in (sandbox / "runs" / "2" / "sample.txt").read_text().splitlines() if line.strip())
     assert kept.is_displayed() and sample_line.strip() in kept.text
     summary = browser.find_element(By.ID, "summary").text
-    assert "5 experiments: 2 keep, 1 discard, 2 crash" in summary and "energy:" in summary
+    assert "experiments: 5 (2 keep, 1 discard, 2 crash)" in summary and "energy:" in summary
     header = browser.find_element(By.CSS_SELECTOR, '#experiments th[data-col="3"]')
     header.click()
     scored = [float(r[3]) for r in visible_rows(browser) if r[3]]

@@ -75,15 +75,14 @@ def propose_edit(files: dict[str, str], cfg, description: str, diff: str | None 
     proposal = Proposal(description=description, diff=text, format=fmt)
     checked = check_proposal(proposal, files, cfg)
     if checked.files is None:
-        reasons = [verdict_line(v) for v in checked.rail_verdicts] or [checked.detail]
+        reasons = [_verdict_line(v) for v in checked.rail_verdicts] or [checked.detail]
         return Verdict(_refusal(checked.outcome, reasons), outcome=checked.outcome, checked=checked)
     changed = sum(1 for line in text.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---")))
     return Verdict(f"accepted: experiment '{description}' ({changed} lines changed) will run next", proposal,
                    checked=checked)
 
 
-def verdict_line(v: dict) -> str:
-    """One rail verdict (``{"file", "line", "rule", "message", "hint"}``) as ``file:line: [rule] message (hint: ...)``."""
+def _verdict_line(v: dict) -> str:
     return f"{v['file']}:{v['line']}: [{v['rule']}] {v['message']} (hint: {v['hint']})"
 
 
