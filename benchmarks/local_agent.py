@@ -29,8 +29,8 @@ def main() -> None:
     from harness.agents.base import Context
     from harness.agents.local import LocalAgent
 
-    source = (ROOT / "sandbox_repo_template" / "train.py").read_text(encoding="utf-8")
-    program = (ROOT / "program.md").read_text(encoding="utf-8")
+    source = (ROOT / "harness" / "templates" / "sandbox" / "train.py").read_text(encoding="utf-8")
+    program = (ROOT / "harness" / "templates" / "program.md").read_text(encoding="utf-8")
     agent = LocalAgent.load(seed=args.seed)
     history, own, calls, seconds = [], 0, [], []
     for n in range(2, args.proposals + 2):

@@ -79,8 +79,8 @@ def prompt_text(n: int, history: list[dict], notes: list[str]) -> str:
     past = history[:n - 1]
     kept = [r["val_bpb"] for r in past if r["status"] == "keep"]
     shown_notes = "\n".join(note for note in notes if int(note.split()[3]) <= n)
-    ctx = Context(experiment=n, program=(ROOT / "program.md").read_text(encoding="utf-8"),
-                  files={"train.py": (ROOT / "sandbox_repo_template" / "train.py").read_text(encoding="utf-8")},
+    ctx = Context(experiment=n, program=(ROOT / "harness" / "templates" / "program.md").read_text(encoding="utf-8"),
+                  files={"train.py": (ROOT / "harness" / "templates" / "sandbox" / "train.py").read_text(encoding="utf-8")},
                   history=past, best_val_bpb=min(kept) if kept else None, notes=shown_notes)
     return "\n\n".join([*stable_prefix(ctx), task_message(ctx, "udiff"), json.dumps(list(ALL_TOOLS))])
 

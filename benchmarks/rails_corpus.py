@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE_PATH = ROOT / "sandbox_repo_template" / "train.py"
+TEMPLATE_PATH = ROOT / "harness" / "templates" / "sandbox" / "train.py"
 KARPATHY_PATH = Path(__file__).resolve().parent / "fixtures" / "karpathy_style_train.py"
 
 #: module level, after the hyperparameters of the template

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def sample_file(target_lines: int = 630) -> str:
     """The template grown to about ``target_lines`` lines with renamed copies of its top-level
     functions and classes, added one at a time."""
-    template = (ROOT / "sandbox_repo_template" / "train.py").read_text(encoding="utf-8")
+    template = (ROOT / "harness" / "templates" / "sandbox" / "train.py").read_text(encoding="utf-8")
     units = re.findall(r"^(?:def|class) \w+.*?(?=^\S)", template, flags=re.M | re.S)
     text, i = template, 0
     while text.count("\n") < target_lines:
@@ -37,7 +37,7 @@ def main() -> None:
     args = ap.parse_args()
     from rails import RailConfig, check_source
 
-    parent = (ROOT / "sandbox_repo_template" / "train.py").read_text(encoding="utf-8")
+    parent = (ROOT / "harness" / "templates" / "sandbox" / "train.py").read_text(encoding="utf-8")
     source = sample_file()
     violations = check_source(parent, source, RailConfig())
     cfg = RailConfig()

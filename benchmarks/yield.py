@@ -158,7 +158,7 @@ def make_sandbox(root: Path, policy: str, settings: dict) -> Path:
     from harness.sandbox import Sandbox
 
     root.mkdir(parents=True)
-    (root / "train.py").write_text((ROOT / "sandbox_repo_template" / "train.py").read_text())
+    (root / "train.py").write_text((ROOT / "harness" / "templates" / "sandbox" / "train.py").read_text())
     cfg = HarnessConfig(tag="bench", policy=PolicySettings(keep=policy, **settings))
     (root / "harness.toml").write_text(render(cfg))
     (root / ".gitignore").write_text("results.tsv\ntrajectory.jsonl\nruns/\n.harness/\n")

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
-AGENT_TEMPLATES = Path(__file__).resolve().parent / "templates" / "agent"
-PROGRAM_MCP = Path(__file__).resolve().parent.parent / "program_mcp.md"
+from .package_data import PROGRAM_MCP, copy_template, read_template
+
 SERVER = "autoresearch"
 TOOLS = ("read_file", "list_experiments", "show_experiment", "training_curve", "ask_optimiser", "write_notes",
          "run_experiment")
@@ -71,15 +70,20 @@ def codex_config(command: list[str]) -> str:
 
 def write_agent_files(sandbox: Path, editable: tuple[str, ...] = ("train.py",)) -> list[str]:
     """Write the agent files into ``sandbox`` (before its first commit) for a sandbox whose
-    ``editable`` files are those named; returns the paths written."""
+    ``editable`` files are those named; returns the paths written.
+
+    Raises:
+        harness.package_data.PackageDataError: a template file is missing from the installed package.
+        OSError: the sandbox cannot be written.
+    """
     sandbox = Path(sandbox)
     hooks = sandbox / ".claude" / "hooks"
     hooks.mkdir(parents=True, exist_ok=True)
-    shutil.copy(AGENT_TEMPLATES / "guard.py", hooks / "guard.py")
-    agents = (AGENT_TEMPLATES / "AGENTS.md").read_text(encoding="utf-8")
+    copy_template("agent/guard.py", hooks / "guard.py")
+    agents = read_template("agent/AGENTS.md")
     (sandbox / "AGENTS.md").write_text(agents, encoding="utf-8")
     (sandbox / "CLAUDE.md").write_text(agents, encoding="utf-8")
-    shutil.copy(PROGRAM_MCP, sandbox / "program_mcp.md")
+    copy_template(PROGRAM_MCP, sandbox / "program_mcp.md")
     command = mcp_command(sandbox)
     mcp = {"mcpServers": {SERVER: {"type": "stdio", "command": command[0], "args": command[1:]}}}
     (sandbox / ".mcp.json").write_text(json.dumps(mcp, indent=2) + "\n", encoding="utf-8")

@@ -1,4 +1,5 @@
-"""``harness init``: create a sandbox from ``sandbox_repo_template/`` and ``program.md``.
+"""``harness init``: create a sandbox from the packaged template (``harness/templates/sandbox/`` and
+``program.md``, see :mod:`harness.package_data`).
 
 Steps: copy the template, write the chosen corpus and time budget into prepare.py's constants,
 write ``harness.toml`` and the files for agent CLIs (:mod:`harness.agent_files`), ``git init`` with a first commit on ``main``, create branch
@@ -10,17 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from datetime import date
 from pathlib import Path
 
 from .config import HarnessConfig, render
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE_DIR = REPO_ROOT / "sandbox_repo_template"
-PROGRAM = REPO_ROOT / "program.md"
+from .package_data import PROGRAM, SANDBOX, PackageDataError, copy_template, template
 
 
 class InitError(Exception):
@@ -56,8 +53,9 @@ def create_sandbox(dest: Path, corpus: str, time_budget_s: int, tag: str, prepar
         prepare: run ``python prepare.py`` (data download and tokenization) at the end.
 
     Raises:
-        InitError: ``dest`` is not empty, an argument is invalid, or data preparation failed (the
-            sandbox is then complete but unprepared; the message says how to retry).
+        InitError: ``dest`` is not empty, an argument is invalid, a template file is missing from the
+            installed package, or data preparation failed (the sandbox is then complete but
+            unprepared; the message says how to retry).
     """
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
@@ -67,16 +65,18 @@ def create_sandbox(dest: Path, corpus: str, time_budget_s: int, tag: str, prepar
         raise InitError(f"tag {tag!r} must be letters, digits, '.', '_' or '-'")
     if time_budget_s < 1:
         raise InitError("--time-budget must be at least 1 second")
-    if not TEMPLATE_DIR.is_dir() or not PROGRAM.is_file():
-        raise InitError(f"template not found at {TEMPLATE_DIR}; install the harness from its source checkout (pip install -e .)")
+    try:
+        for name in (SANDBOX, PROGRAM, "agent/AGENTS.md", "agent/guard.py"):
+            template(name)
+    except PackageDataError as exc:
+        raise InitError(str(exc)) from None
     if corpus not in ("shakespeare", "tinystories", "pystdlib"):
         path = Path(corpus).expanduser().resolve()
         if not path.exists():
             raise InitError(f"corpus {corpus!r} is neither a known name (shakespeare, tinystories, pystdlib) nor an existing path")
         corpus = str(path)
-    shutil.copytree(TEMPLATE_DIR, dest, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "runs", "metrics.json"))
-    shutil.copy(PROGRAM, dest / "program.md")
+    copy_template(SANDBOX, dest)
+    copy_template(PROGRAM, dest / "program.md")
     prep = dest / "prepare.py"
     text = set_constant(prep.read_text(encoding="utf-8"), "CORPUS", repr(corpus).replace("'", '"'))
     prep.write_text(set_constant(text, "TIME_BUDGET", str(int(time_budget_s))), encoding="utf-8")

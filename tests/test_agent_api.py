@@ -17,8 +17,8 @@ from .fake_llm import (FakeLLMServer, anthropic_error, anthropic_turn, openai_er
                        tool_use)
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = (ROOT / "sandbox_repo_template" / "train.py").read_text()
-PROGRAM = (ROOT / "program.md").read_text()
+TEMPLATE = (ROOT / "harness" / "templates" / "sandbox" / "train.py").read_text()
+PROGRAM = (ROOT / "harness" / "templates" / "program.md").read_text()
 CANARY = "sk-canary-7f3e9a1b2c4d-never-in-a-body"
 OLD_MLP = "        return x + self.drop(self.fc_out(F.relu(self.fc(rms_norm(x))).square()))  # ReLU^2 (So et al. 2021)\n"
 NEW_MLP = "        return x + self.drop(self.fc_out(F.gelu(self.fc(rms_norm(x)))))  # GELU MLP\n"

@@ -13,8 +13,8 @@ from harness.decisions import file_key
 from harness.knobs import find_knobs
 from harness.patch import apply_unified_diff
 
-TEMPLATE = (Path(__file__).resolve().parent.parent / "sandbox_repo_template" / "train.py").read_text()
-PROGRAM = (Path(__file__).resolve().parent.parent / "program.md").read_text()
+TEMPLATE = (Path(__file__).resolve().parent.parent / "harness" / "templates" / "sandbox" / "train.py").read_text()
+PROGRAM = (Path(__file__).resolve().parent.parent / "harness" / "templates" / "program.md").read_text()
 
 
 def context(history=(), source=TEMPLATE):

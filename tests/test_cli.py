@@ -120,7 +120,7 @@ def test_second_start_is_refused_and_ctrl_c_twice_leaves_a_clean_recorded_state(
 
 
 def test_rails_check_exit_codes(tmp_path):
-    template = Path(__file__).resolve().parent.parent / "sandbox_repo_template" / "train.py"
+    template = Path(__file__).resolve().parent.parent / "harness" / "templates" / "sandbox" / "train.py"
     good, bad, sneaky = tmp_path / "good.py", tmp_path / "bad.py", tmp_path / "sneaky.py"
     good.write_text(template.read_text())
     bad.write_text("X = = 1\n")

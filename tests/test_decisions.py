@@ -12,7 +12,7 @@ from harness.decisions import (Noise, PolicySettings, best_estimate, drift, due_
                                ran_before, seeded)
 from harness.knobs import find_knobs
 
-TEMPLATE = (Path(__file__).resolve().parent.parent / "sandbox_repo_template" / "train.py").read_text()
+TEMPLATE = (Path(__file__).resolve().parent.parent / "harness" / "templates" / "sandbox" / "train.py").read_text()
 NOISE = PolicySettings()
 GREEDY = PolicySettings(keep="greedy")
 

@@ -16,7 +16,7 @@ import pytest
 from harness.optimiser import Optimiser, Trial, knob_values, learnt, search_space, skeleton, trials
 from tests.quick_sandbox import quick_sandbox, start  # noqa: F401  (fixture)
 
-TEMPLATE = (Path(__file__).resolve().parent.parent / "sandbox_repo_template" / "train.py").read_text()
+TEMPLATE = (Path(__file__).resolve().parent.parent / "harness" / "templates" / "sandbox" / "train.py").read_text()
 
 
 def test_search_space_of_the_template():

@@ -14,7 +14,7 @@ from harness.config import ConfigError, HarnessConfig, load, render
 from harness.experiment import check_proposal
 from rails import RailConfig
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "sandbox_repo_template"
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "harness" / "templates" / "sandbox"
 KERNELS = "\nimport torch\nimport kernels\n"
 
 

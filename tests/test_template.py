@@ -1,4 +1,4 @@
-"""sandbox_repo_template: prepare.py's data, tokenizer and metric, and a real train.py run.
+"""The sandbox template (harness/templates/sandbox): prepare.py's data, tokenizer and metric, and a real train.py run.
 
 Everything runs on a small generated corpus in a temp cache; subprocesses get the cache through
 AUTORESEARCH_CACHE, as prepare.py reads it at import.
@@ -22,7 +22,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "sandbox_repo_template"
+TEMPLATE = Path(__file__).resolve().parents[1] / "harness" / "templates" / "sandbox"
 WORDS = ("the king and queen of a castle by the sea said that all is well when night falls upon "
          "old towers where ravens sing to men who ride with swords through rain and fire").split()
 

@@ -14,7 +14,7 @@ from harness.patch import apply_unified_diff, make_unified_diff
 from tools import Toolbox
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = (ROOT / "sandbox_repo_template" / "train.py").read_text()
+TEMPLATE = (ROOT / "harness" / "templates" / "sandbox" / "train.py").read_text()
 CFG = HarnessConfig(tag="t")
 LR_BLOCK = ("<<<<<<< SEARCH\nLEARNING_RATE = 3e-3  # peak AdamW learning rate\n=======\n"
             "LEARNING_RATE = 2e-3  # peak AdamW learning rate\n>>>>>>> REPLACE\n")
