@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -37,13 +38,19 @@ def source_files(root: Path = SOURCE) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    """A wheel built (``pip wheel --no-deps --no-build-isolation``) from a copy of the source tree,
-    so that no ``build/`` left in the checkout can bring back a file the source no longer has."""
+def tree(tmp_path_factory) -> Path:
+    """A copy of the source tree (tracked and new files), so that no ``build/`` or ``*.egg-info``
+    left in the checkout can bring back a file the source no longer has."""
     tree = tmp_path_factory.mktemp("src")
     for rel in source_files():
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(SOURCE / rel, tree / rel)
+    return tree
+
+
+@pytest.fixture(scope="module")
+def wheel(tree, tmp_path_factory) -> Path:
+    """The wheel of ``tree`` (``pip wheel --no-deps --no-build-isolation``: no download)."""
     dist = tmp_path_factory.mktemp("dist")
     res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                           "-w", str(dist), str(tree)], capture_output=True, text=True, timeout=300)
@@ -52,8 +59,13 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
+def package_files() -> set[str]:
+    """The source files the wheel and the sdist must carry: every file under the packages."""
+    return {p for p in source_files() if p.split("/")[0] in PACKAGES and "__pycache__" not in p}
+
+
 def test_the_wheel_carries_every_file_of_the_packages_and_the_templates(wheel):
-    expected = {p for p in source_files() if p.split("/")[0] in PACKAGES and "__pycache__" not in p}
+    expected = package_files()
     assert any(p.startswith("harness/templates/sandbox/") for p in expected)
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
@@ -64,6 +76,19 @@ def test_the_wheel_carries_every_file_of_the_packages_and_the_templates(wheel):
                  "harness/templates/sandbox/.gitignore", "harness/templates/agent/guard.py"):
         assert name in names
     assert "harness = harness.cli:main" in entry_points
+
+
+def test_the_sdist_carries_every_file_of_the_packages_and_the_templates(tree, tmp_path):
+    code = f"from setuptools import build_meta; print(build_meta.build_sdist({str(tmp_path)!r}))"
+    res = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    name = res.stdout.strip().splitlines()[-1]
+    with tarfile.open(tmp_path / name) as tf:
+        top = name.removesuffix(".tar.gz")
+        names = {m.name.removeprefix(top + "/") for m in tf.getmembers() if m.isfile()}
+    missing = sorted(package_files() - names)
+    assert not missing, f"files of the source tree missing from the sdist (add them to pyproject.toml): {missing}"
+    assert {"pyproject.toml", "README.md"} <= names
 
 
 def fresh_venv(root: Path, wheel: Path) -> tuple[Path, dict]:
