@@ -11,7 +11,7 @@ What it shows (x: experiment number; y: val_bpb, bits per byte, lower is better)
   re-measures) as hollow grey circles;
 - experiments without a score as markers along the top edge, one marker per kind of failure:
   crashes (crash, oom, nan, timeout, missing_metric, preempted, interrupted) red x, refused edits
-  (rail_blocked, patch_failed, syntax_error, duplicate) orange v, LLM failures (llm_error) purple +.
+  (rail_blocked, patch_failed, syntax_error, duplicate, stale) orange v, LLM failures (llm_error) purple +.
 
 Like karpathy/autoresearch's progress.png (kept as a running best, discarded as dots), plus the
 failures, the noise band and the repeats.
@@ -28,7 +28,7 @@ from .decisions import best_estimate, noise
 PNG_NAME = "progress.png"
 FAILURE_GROUPS = (
     ("crash", ("crash", "oom", "nan", "timeout", "missing_metric", "preempted", "interrupted"), "x", "#d62728"),
-    ("refused", ("rail_blocked", "patch_failed", "syntax_error", "duplicate"), "v", "#ff7f0e"),
+    ("refused", ("rail_blocked", "patch_failed", "syntax_error", "duplicate", "stale"), "v", "#ff7f0e"),
     ("LLM error", ("llm_error",), "+", "#9467bd"),
 )
 LABEL_CHARS = 28

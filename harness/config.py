@@ -52,6 +52,10 @@ class HarnessConfig:
             to (:mod:`harness.tracking`), or None.
         data_cache: ``[run] data_cache``: the absolute folder ``harness init`` prepared the data
             into (:mod:`harness.datacache`), or None.
+        pipeline: ``[run] pipeline``: ``auto``, ``on`` or ``off``: ask the agent for the next
+            proposal while a run trains (:mod:`harness.pipeline`).
+        smoke_each: ``[run] smoke_each``: a smoke run of a few seconds before each proposal's full
+            run; a failing one ends the experiment at once (:func:`harness.preflight.smoke_run`).
     """
 
     tag: str
@@ -69,6 +73,8 @@ class HarnessConfig:
     usd_per_kwh: float | None = None
     mlflow_uri: str | None = None
     data_cache: str | None = None
+    pipeline: str = "auto"
+    smoke_each: bool = False
 
     def rail_settings(self) -> dict:
         """Keyword arguments for ``rails.RailConfig`` from this sandbox's settings (defaults of
@@ -108,6 +114,8 @@ time_budget_s = {cfg.time_budget_s}              # training seconds; must equal 
 allowance_s = {cfg.allowance_s:g}              # extra seconds for start-up and evaluation before the hard kill
 over_budget_tolerance_s = {cfg.over_budget_tolerance_s:g}   # trained seconds past the budget before a run is over_budget
 checkpoints = "{cfg.checkpoints}"          # weights in runs/<n>/model.pt: kept (the newest 3 kept experiments) | all | none
+pipeline = "{cfg.pipeline}"            # propose the next experiment while one trains: auto (on with a GPU or an API agent) | on | off
+smoke_each = {str(cfg.smoke_each).lower()}           # a 3 s smoke run before each proposal's full run (catches late crashes early; README "Smoke runs")
 {'' if cfg.data_cache else '# '}data_cache = "{cfg.data_cache or ''}"   # where the prepared data is, whoever runs the harness ($AUTORESEARCH_CACHE wins)
 
 [agent]
@@ -177,11 +185,15 @@ def load(sandbox: Path) -> HarnessConfig:
             else float(report["electricity_usd_per_kwh"]),
             mlflow_uri=None if tracking.get("mlflow_uri") is None else str(tracking["mlflow_uri"]),
             data_cache=None if run.get("data_cache") is None else str(run["data_cache"]),
+            pipeline=str(run.get("pipeline", "auto")),
+            smoke_each=_flag(run, "smoke_each", False),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: bad or missing setting ({exc}). Compare with the README.") from None
     if cfg.checkpoints not in ("kept", "none", "all"):
         raise ConfigError(f"{path}: [run] checkpoints = {cfg.checkpoints!r}; use \"kept\", \"none\" or \"all\".")
+    if cfg.pipeline not in ("auto", "on", "off"):
+        raise ConfigError(f"{path}: [run] pipeline = {cfg.pipeline!r}; use \"auto\", \"on\" or \"off\".")
     p = cfg.policy
     if p.keep not in POLICIES:
         raise ConfigError(f"{path}: [policy] keep = {p.keep!r} is not a policy; use one of {', '.join(POLICIES)}.")
@@ -217,6 +229,18 @@ def _policy(table: dict) -> PolicySettings:
                 raise ValueError(f"[policy] {name} must be {type(default).__name__}, got {value!r}")
             values[name] = type(default)(value)
     return PolicySettings(**values)
+
+
+def _flag(table: dict, key: str, default: bool) -> bool:
+    """A boolean setting (TOML ``true``/``false``).
+
+    Raises:
+        TypeError: the value is not a boolean.
+    """
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise TypeError(f"{key} must be true or false, not {value!r}")
+    return value
 
 
 def _names(table: dict, key: str) -> tuple[str, ...] | None:

@@ -216,6 +216,11 @@ class ExperimentCore:
                 "written. Free some space, then start again.")
 
     # --- runs the core schedules itself ----------------------------------------------------
+    def due(self) -> bool:
+        """True when :meth:`run_due` would run something (the baseline, a repeat, a re-measure)."""
+        records = self.ledger.records()
+        return needs_baseline(records) or due_repeat(records, self.cfg.policy) is not None
+
     def run_due(self) -> list[ExperimentRecord]:
         """Run the baseline, a baseline repeat or a re-measure of the best if one is due (see
         :func:`harness.decisions.due_repeat`); returns the rows written (empty: nothing was due).

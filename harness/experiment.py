@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
@@ -214,8 +214,10 @@ class ExperimentRunner:
             LedgerError: as :meth:`run`.
         """
         n = marker["experiment"]
+        smoke = self.cfg.smoke_each and marker.get("proposal_format") not in (None, "baseline") and \
+            self.measure == self._subprocess
         try:
-            first = self._measure(self.run_dir(n), on_tick)
+            first = self._measure(self.run_dir(n), on_tick, smoke=smoke)
         except KeyboardInterrupt:
             with deferred_signals():
                 self.conclude(marker, self.record_of(marker, "interrupted", detail="stopped by the user"))
@@ -301,10 +303,12 @@ class ExperimentRunner:
             clear_marker(self.sandbox.path)
         return rec
 
-    def _measure(self, run_dir: Path, on_tick, index: int = 0) -> dict:
+    def _measure(self, run_dir: Path, on_tick, index: int = 0, smoke: bool = False) -> dict:
         """Run HEAD (for ``index`` j > 0 with its seed changed in the work tree, restored after)
         and return the run's record fields with ``outcome`` ``ok`` or the failure, and its
-        ``started_at``/``ended_at`` (epoch seconds)."""
+        ``started_at``/``ended_at`` (epoch seconds). With ``smoke``, a smoke run
+        (:func:`harness.preflight.smoke_run`) comes first, inside the same integrity check; when
+        it fails, its result is the run's and the full budget is not spent."""
         name = self.cfg.editable_files[0]
         committed = self.sandbox.read(name)
         text, seed = seeded(committed, index)
@@ -315,7 +319,7 @@ class ExperimentRunner:
             path.write_text(text, encoding="utf-8")
         try:
             before = fingerprint(self.sandbox.path)
-            res = self.measure(run_dir, on_tick)
+            res = (self._smoke_failure(run_dir, on_tick) if smoke else None) or self.measure(run_dir, on_tick)
             changed = seed is not None and path.read_text(encoding="utf-8") != text
         finally:
             if seed is not None:
@@ -332,6 +336,17 @@ class ExperimentRunner:
             fields[key] = round(value, 4) if isinstance(value, float) else value
         fields["curve"] = curve_of_run(res.log_path, self.cfg.time_budget_s) if res.log_path else None
         return fields
+
+    def _smoke_failure(self, run_dir: Path, on_tick):
+        """The smoke run's :class:`harness.runner.RunResult` when it failed (its detail says so),
+        else None (it scored, or prepare.py has no smoke setting)."""
+        from .preflight import smoke_run
+
+        res = smoke_run(self.sandbox.path, self.cfg, run_dir, on_tick)
+        if res is None or res.outcome == "ok":
+            return None
+        return replace(res, detail=f"caught by the smoke run ({res.train_s or 0:.0f} s of training) before the full "
+                                   f"time budget: {res.detail}")
 
     def record_of(self, marker: dict, outcome: str, ended: Optional[float] = None, **fields) -> ExperimentRecord:
         """The ledger record of the experiment ``marker`` describes, ended with ``outcome`` (at

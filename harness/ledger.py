@@ -37,6 +37,7 @@ STATUS_OF = {
     "confirmation": "discard",
     "remeasure": "discard",
     "duplicate": "discard",
+    "stale": "discard",
     "over_budget": "discard",
     "integrity_violation": "discard",
     "patch_failed": "crash",
@@ -62,7 +63,8 @@ class ExperimentRecord:
     """One experiment as recorded in trajectory.jsonl (fields of DESIGN.md, plus a few).
 
     ``commit`` is the full sha of the experiment's commit, or None when the proposal never became
-    a commit (``patch_failed``, ``rail_blocked``, ``syntax_error``, ``llm_error``, ``duplicate``); a
+    a commit (``patch_failed``, ``rail_blocked``, ``syntax_error``, ``llm_error``, ``duplicate``,
+    ``stale``: a proposal asked ahead that no longer fits the best, :mod:`harness.pipeline`); a
     repeat (``repeat_of`` set: a confirmation or re-measure) carries the sha of the commit it ran
     again. Seconds are wall clock; ``peak_mem_gb`` as in :class:`harness.runner.RunResult`.
 

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .agents.base import Agent, AgentError, AgentExhausted, Context
+from .agents.base import Agent, AgentError, AgentExhausted, Context, Proposal
 from .agents.chat import EndpointDown
 from .config import HarnessConfig
-from .core import Aborted, ExperimentCore
-from .decisions import noise
+from .core import Aborted, ExperimentCore, needs_baseline
+from .decisions import file_key, noise
+from .experiment import Checked
 from .ledger import next_number
+from .pipeline import ProposalAhead, pipelining, recheck
 
 #: consecutive ``llm_error`` experiments (outages aside) after which a session stops instead of spinning
 MAX_AGENT_FAILURES = 5
@@ -61,16 +63,21 @@ class Session:
         display: receives progress events (see :mod:`harness.display`).
         limits: when to stop.
         on_interrupted: ``record`` or ``rerun`` an experiment a killed harness left running.
+        pipelined: ask for the next proposal while a run trains (None: as ``[run] pipeline`` and
+            :func:`harness.pipeline.pipelining` say).
     """
 
     def __init__(self, path: Path, cfg: HarnessConfig, agent: Agent, display, limits: Limits,
-                 on_interrupted: str = "record"):
+                 on_interrupted: str = "record", pipelined: Optional[bool] = None):
         self.path = Path(path)
         self.cfg, self.agent, self.display, self.limits = cfg, agent, display, limits
         self.core = ExperimentCore(self.path, cfg, agent.name, display, limits.deadline, limits.max_experiments,
                                    on_interrupted)
         self.control = self.core.control
         self.stopped: Optional[str] = None  # why the session stopped early on request
+        self.pipelined = pipelining(cfg.pipeline, agent.name) if pipelined is None else pipelined
+        #: the proposal asked while the current experiment trains (pipelining)
+        self.ahead: Optional[ProposalAhead] = None
 
     @property
     def done(self) -> int:
@@ -108,42 +115,93 @@ class Session:
                         f"stopping: the agent failed {failures} times in a row (last: "
                         f"{self.core.ledger.records()[-1]['detail'][:200]}); fix the cause and `harness start` again")
                     break
+            if self.ahead is not None:
+                self.display.message("a proposal asked ahead was not run: the session ended before its turn")
             self.control.clear()
             self.core.publish("finished")
         return self.done
 
     def step(self) -> None:
         """Run one experiment: what the core has due (baseline, its repeats, a re-measure of the
-        best), else the agent's proposal.
+        best), else the agent's proposal. Pipelined, the agent is asked for the next proposal
+        while this one (or a repeat of the best) trains.
 
         Raises:
             LedgerError: less than the core's minimum free on the sandbox's disk (nothing is
                 written), or a row could not be written.
+            AgentExhausted: the agent has nothing more to propose.
         """
         core = self.core
-        if core.run_due():
+        if core.due():
+            if self.pipelined and not needs_baseline(core.ledger.records()):
+                self._ask_ahead()  # the best runs again: the agent can think meanwhile
+            core.run_due()
             return
-        records = core.ledger.records()
-        n = next_number(records)
+        n = next_number(core.ledger.records())
         core.check_disk(n)
-        started = time.time()
         files = core.files()
-        core.begin(n, "asking the agent for a proposal", "proposing")
-        context = Context(experiment=n, program=read_text(self.path / "program.md"), files=files,
-                          history=records, best_val_bpb=core.ledger.best()[0],
-                          notes=read_text(self.path / "notes.md"), sandbox=self.path, noise=noise(records))
+        taken = self._take(n, files)
+        if taken is None:
+            return
+        proposal, started, checked = taken
+        if self.pipelined and checked.files is not None:
+            self._ask_ahead({"description": proposal.description, "file_key": file_key({**files, **checked.files})})
+        core.submit(proposal, started, files, checked)
+
+    def _context(self, n: int, files: dict, pending: tuple = ()) -> Context:
+        records = self.core.ledger.records()
+        return Context(experiment=n, program=read_text(self.path / "program.md"), files=files,
+                       history=records, best_val_bpb=self.core.ledger.best()[0],
+                       notes=read_text(self.path / "notes.md"), sandbox=self.path, noise=noise(records),
+                       pending=pending)
+
+    def _ask_ahead(self, *pending: dict) -> None:
+        """Ask the agent for the next proposal in the background (once; nothing when one is asked already)."""
+        if self.ahead is None:
+            n = next_number(self.core.ledger.records()) + len(pending)
+            self.ahead = ProposalAhead(self.agent, self._context(n, self.core.files(), pending))
+
+    def _take(self, n: int, files: dict) -> Optional[tuple[Proposal, float, Checked]]:
+        """The next proposal checked against the current best ``files``: the one asked ahead, else
+        one asked now. None when there is nothing to run: the agent failed (recorded as
+        ``llm_error``), the proposal asked ahead no longer fits the best (recorded as ``stale``),
+        or a stop ``now`` came while the agent thought (nothing recorded).
+
+        Raises:
+            AgentExhausted: the agent has nothing more to propose.
+        """
+        core, ahead, self.ahead = self.core, self.ahead, None
+        if ahead is None:
+            core.begin(n, "asking the agent for a proposal", "proposing")
+            started, asked = time.time(), files
+            get = lambda: self.agent.propose(self._context(n, files))  # noqa: E731
+        else:
+            if not ahead.done():
+                core.begin(n, "waiting for the proposal asked while the last experiment ran", "proposing")
+            if not ahead.wait(lambda: self.control.stop() == "now", POLL_S):
+                return None
+            started, asked, get = ahead.started, ahead.files, ahead.result
         try:
-            proposal = self.agent.propose(context)
+            proposal = get()
         except EndpointDown as exc:
             core.refuse(n, None, "llm_error", str(exc), started, exc.usage, llm_down=True)
             self._wait_for_endpoint(str(exc))
-            return
+            return None
         except AgentError as exc:
             core.refuse(n, None, "llm_error", str(exc), started, exc.usage)
-            return
+            return None
         if self.control.stop() == "now":
-            return  # asked to stop at once while the agent was thinking: nothing ran, nothing to record
-        core.submit(proposal, started, files)
+            return None  # asked to stop at once while the agent was thinking: nothing ran, nothing to record
+        checked = recheck(proposal, asked, files, self.cfg)
+        if checked.outcome == "stale":
+            self.display.message(f"experiment {n}: the proposal asked ahead no longer fits the new best; recorded as "
+                                 "stale, the agent proposes again")
+            core.refuse(n, proposal, "stale", checked.detail, started, proposal.usage, checked.rail_verdicts)
+            return None
+        if checked.files is not None and asked != files:
+            self.display.message(f"experiment {n}: the proposal asked ahead was made against an earlier best; it "
+                                 "still applies and passes the rails on the new best, so it runs there")
+        return proposal, started, checked
 
     def _agent_failures_in_a_row(self) -> int:
         count = 0

@@ -1,4 +1,5 @@
-"""Preflight: a smoke run of the sandbox's train.py before its first baseline.
+"""Preflight: a smoke run of the sandbox's train.py before its first baseline (and, with
+``[run] smoke_each = true``, before each proposal's full run: :func:`smoke_run`).
 
 A crash, an out-of-memory error or data that is not prepared would otherwise show only after the
 baseline's whole time budget (and its evaluation). The preflight runs the same command, through the
@@ -36,6 +37,25 @@ def supported(sandbox: Path) -> bool:
         return False
 
 
+def smoke_run(sandbox: Path, cfg: HarnessConfig, run_dir: Path, on_tick=None):
+    """One smoke run of the sandbox's work tree: the command with ``AUTORESEARCH_SMOKE_S`` set
+    (:data:`SMOKE_S` seconds of training, or the time budget if shorter), through the real runner.
+
+    Returns:
+        The :class:`harness.runner.RunResult` (its ``run.log`` in ``run_dir``), or None when
+        prepare.py has no smoke setting (:func:`supported`).
+    Raises:
+        KeyboardInterrupt: as :func:`harness.runner.run_experiment`.
+    """
+    from .runner import run_experiment
+
+    if not supported(sandbox):
+        return None
+    budget = min(SMOKE_S, cfg.time_budget_s)
+    return run_experiment(cfg.command, Path(sandbox), run_dir, budget, budget + cfg.allowance_s,
+                          cfg.over_budget_tolerance_s, on_tick, extra_env={SMOKE_ENV: f"{budget:g}"})
+
+
 def preflight(sandbox: Path, cfg: HarnessConfig) -> Optional[str]:
     """Run the smoke run of ``sandbox`` (its folder ``.harness/preflight/`` gets the log).
 
@@ -44,14 +64,11 @@ def preflight(sandbox: Path, cfg: HarnessConfig) -> Optional[str]:
     Raises:
         PreflightError: the smoke run did not end with a valid score.
     """
-    from .runner import run_experiment
-
-    if not supported(sandbox):
-        return "preflight skipped: this prepare.py has no smoke setting (AUTORESEARCH_SMOKE_S); the baseline runs as is"
     run_dir = Path(sandbox) / ".harness" / "preflight"
+    res = smoke_run(sandbox, cfg, run_dir)
+    if res is None:
+        return "preflight skipped: this prepare.py has no smoke setting (AUTORESEARCH_SMOKE_S); the baseline runs as is"
     budget = min(SMOKE_S, cfg.time_budget_s)
-    res = run_experiment(cfg.command, Path(sandbox), run_dir, budget, budget + cfg.allowance_s,
-                         cfg.over_budget_tolerance_s, extra_env={SMOKE_ENV: f"{budget:g}"})
     if res.outcome == "ok":
         return f"preflight: a {budget:g} s smoke run of train.py scored in {res.wall_s:.1f} s; the baseline runs next"
     tail = "\n".join(res.log_tail.rstrip().splitlines()[-15:])

@@ -89,7 +89,9 @@ def network_isolation_available() -> bool:
     return bool(isolation_prefix())
 
 
-def _gpu_present() -> bool:
+def gpu_present() -> bool:
+    """Whether this machine has a GPU device node (NVIDIA ``/dev/nvidia<N>``, AMD ``/dev/kfd``,
+    WSL ``/dev/dxg``): a cheap test that loads no driver."""
     dev = Path("/dev")
     return any(dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists() or (dev / "dxg").exists()
 
@@ -98,7 +100,7 @@ def default_memory_limit_bytes() -> int | None:
     """The address-space limit a run gets by default, bytes: on Linux without a GPU device
     (``/dev/nvidia*``, ``/dev/kfd``, ``/dev/dxg``: CUDA and ROCm reserve huge address ranges) 3/4 of
     the physical memory (or of the cgroup's ``memory.max`` if lower), at least 2 GiB; else None."""
-    if not sys.platform.startswith("linux") or _gpu_present():
+    if not sys.platform.startswith("linux") or gpu_present():
         return None
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -345,7 +347,7 @@ def run_experiment(
         limits["RLIMIT_NPROC"] = NPROC_LIMIT
     argv = [*prefix, sys.executable, "-I", "-S", str(_SHIM), json.dumps(limits), "--", *resolve_command(command)]
     clock = None
-    if _gpu_present():
+    if gpu_present():
         from .gpu import ClockSampler
 
         clock = ClockSampler()

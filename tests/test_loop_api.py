@@ -66,7 +66,9 @@ def test_anthropic_agent_edits_architecture_repairs_a_refused_diff_and_survives_
     with FakeLLMServer(script, default=anthropic_error(400)) as srv:
         agent = make_agent("anthropic:claude-test", base_url=srv.url)
         cfg = load(sandbox)
-        done = Session(sandbox, cfg, agent, Display(cfg.time_budget_s, cfg.hard_limit_s), Limits(max_experiments=4)).run()
+        # asked one after another (not pipelined), so each request shows the experiment before it
+        done = Session(sandbox, cfg, agent, Display(cfg.time_budget_s, cfg.hard_limit_s), Limits(max_experiments=4),
+                       pipelined=False).run()
 
     assert done == 4
     traj = trajectory(sandbox)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -55,3 +56,34 @@ def test_a_prepare_py_without_the_smoke_setting_is_not_smoke_tested(make_sandbox
     res = harness("start", sandbox, "--max-experiments", 1, "--agent", "optuna")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "preflight skipped: this prepare.py has no smoke setting" in res.stdout
+
+
+def test_smoke_each_ends_a_late_crash_in_seconds_and_runs_a_sound_proposal_in_full(make_sandbox):
+    from harness.agents.scripted import ScriptedAgent
+    from harness.config import load
+    from harness.core import Events
+    from harness.loop import Limits, Session
+    from harness.patch import make_unified_diff
+
+    sandbox = make_sandbox(time_budget_s=20, allowance_s=60)
+    sb = Sandbox(sandbox, "autoresearch/test")
+    toml = (sandbox / "harness.toml").read_text().replace("smoke_each = false", "smoke_each = true")
+    sb.commit_files({"harness.toml": toml}, "smoke-test each proposal")
+    base = sb.read("train.py")
+    late = base.replace("    val_bpb = evaluate_bpb(", "    raise RuntimeError('boom after training')\n"
+                        "    val_bpb = evaluate_bpb(", 1)
+    assert "boom after training" in late
+    sound = base.replace("WEIGHT_DECAY = 0.1", "WEIGHT_DECAY = 0.05", 1)
+    agent = ScriptedAgent([{"description": "crash after training", "diff": make_unified_diff(base, late)},
+                           {"description": "WEIGHT_DECAY 0.1 -> 0.05", "diff": make_unified_diff(base, sound)}])
+    cfg = load(sandbox)
+    assert cfg.smoke_each
+
+    Session(sandbox, cfg, agent, Events(), Limits(max_experiments=3)).run()
+
+    rows = [json.loads(line) for line in (sandbox / "trajectory.jsonl").read_text().splitlines()]
+    baseline, crash, ran = rows
+    assert baseline["train_s"] > 15  # the baseline is not smoke-tested: it trains its whole budget
+    assert crash["outcome"] == "crash" and "caught by the smoke run" in crash["detail"]
+    assert crash["run_s"] < 20 and "boom after training" in (sandbox / "runs" / "2" / "run.log").read_text()
+    assert ran["outcome"] in ("improved", "not_improved") and ran["train_s"] > 15  # smoke passed, full run followed

@@ -244,10 +244,10 @@ def test_the_runner_samples_the_gpu_clock_where_a_gpu_is_present(tmp_path, monke
 
     import harness.runner as runner
 
-    monkeypatch.setattr(runner, "_gpu_present", lambda: True)
+    monkeypatch.setattr(runner, "gpu_present", lambda: True)
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(clocks=[1500]))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     res = run(tmp_path, "import time; time.sleep(1.3)\n" + write_result(1.0), memory_limit_gb=None)
     assert res.outcome == "ok" and res.gpu_clock_mhz == 1500.0
-    monkeypatch.setattr(runner, "_gpu_present", lambda: False)  # no device node: no sampler
+    monkeypatch.setattr(runner, "gpu_present", lambda: False)  # no device node: no sampler
     assert run(tmp_path, write_result(1.0)).gpu_clock_mhz is None

@@ -75,6 +75,8 @@ class Context:
         sandbox: the sandbox folder, for agents whose tools read logs, diffs and notes there
             (None: the agent works from this context alone).
         noise: the measured noise of val_bpb (:class:`harness.decisions.Noise`), or None.
+        pending: experiments running while the agent thinks (pipelining, :mod:`harness.pipeline`):
+            ``{"description", "file_key"}`` each; their results are not known yet.
     """
 
     experiment: int
@@ -85,6 +87,16 @@ class Context:
     notes: str = ""
     sandbox: Optional[Path] = None
     noise: Optional[object] = None
+    pending: tuple = ()
+
+    def taken(self) -> set:
+        """File keys (:func:`harness.decisions.file_key`) a new proposal must not produce: the
+        current best's, every file that ran, and those running now; the core would refuse them as
+        ``duplicate``."""
+        from ..decisions import file_key
+
+        ran = {r.get("file_key") for r in self.history if r.get("run_s") is not None}
+        return ran | {p["file_key"] for p in self.pending} | {file_key(self.files)}
 
 
 class Agent(Protocol):

@@ -167,10 +167,10 @@ class LocalAgent:
         except KnobError as exc:
             raise AgentError(f"cannot read the knobs of train.py: {exc}") from None
         # a move is offered once per resulting file, and never when that file (comments and formatting aside)
-        # already ran in this sandbox (the core would refuse it as a duplicate); knobs that do not change what
+        # already ran in this sandbox or runs now (the core would refuse it as a duplicate); knobs that do not change what
         # the model learns are left out (knobs.searchable): a seed-only change measures noise (the seed-only
         # rail refuses it), a logging or evaluation setting spends an experiment on nothing
-        tried = {r.get("file_key") for r in context.history if r.get("run_s") is not None} | {file_key(context.files)}
+        tried = context.taken()
         untried, seen = [], set()
         for m in moves:
             key = file_key({**context.files, "train.py": m[2]})

@@ -59,7 +59,7 @@ class OptimiserAgent:
             raise AgentError(f"train.py does not parse: {exc}") from None
         current = knob_values(source)  # a knob the code no longer has is not searched
         space = {n: d for n, d in search_space(baseline, tuple(t.params for t in past)).items() if n in current}
-        ran = {r.get("file_key") for r in context.history if r.get("run_s") is not None} | {file_key(context.files)}
+        ran = context.taken()
         for attempt in range(MAX_ASKS):
             try:
                 point = self.optimiser.suggest(space, past, attempt)

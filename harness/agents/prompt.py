@@ -130,6 +130,9 @@ def task_message(context: Context, edit_format: str = "udiff", sandbox: Optional
     curves = summary(context.history)
     if curves:
         parts += ["", curves]
+    if context.pending:
+        parts += ["", "Running now (results not known yet; do not propose the same):",
+                  *(f"- {p['description']}" for p in context.pending)]
     crash = last_crash(context.history, sandbox)
     if crash:
         parts += ["", crash]
