@@ -260,7 +260,10 @@ class ExperimentCore:
 
     def refuse(self, n: int, proposal: Optional[Proposal], outcome: str, detail: str, started: float,
                usage: Usage, verdicts=(), **fields) -> ExperimentRecord:
-        """Record experiment ``n`` that will not run (``llm_error``, a refused edit, ``duplicate``)."""
+        """Record experiment ``n`` that will not run (``llm_error``, a refused edit, ``duplicate``,
+        ``stale``); a proposal's diff is kept in ``runs/<n>/proposal.diff``."""
+        if proposal is not None:
+            self._keep_diff(n, proposal)
         return self._recorded([self.runner.record_refusal(n, proposal, outcome, detail, started, usage, verdicts,
                                                           **fields)])[0]
 
@@ -285,9 +288,7 @@ class ExperimentCore:
         n = next_number(records)
         self.check_disk(n)
         files = self.files() if files is None else files
-        run_dir = self.runner.run_dir(n)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "proposal.diff").write_text(proposal.diff, encoding="utf-8")
+        self._keep_diff(n, proposal)
         checked = checked or check_proposal(proposal, files, self.cfg)
         if checked.files is None:
             return [self.refuse(n, proposal, checked.outcome, checked.detail, started, proposal.usage,
@@ -301,6 +302,11 @@ class ExperimentCore:
                                 f"{earlier['experiment']} ran ({earlier['outcome']}{val}); nothing was trained. "
                                 "Propose something not tried yet.", started, proposal.usage, file_key=key)]
         return self._run(n, proposal, checked.files, started)
+
+    def _keep_diff(self, n: int, proposal: Proposal) -> None:
+        run_dir = self.runner.run_dir(n)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "proposal.diff").write_text(proposal.diff, encoding="utf-8")
 
     def _run(self, n: int, proposal: Optional[Proposal], files: dict, started: float) -> list[ExperimentRecord]:
         """Run a checked experiment; a preempted run (killed from outside, not an OOM) is recorded

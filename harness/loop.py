@@ -2,10 +2,12 @@
 
 The core (:mod:`harness.core`) repairs, gates, runs the baseline and the noise runs, checks,
 commits, runs, decides and records; this loop only asks the agent for the next proposal and backs
-off when it fails: a proposal that fails because the LLM endpoint is unavailable is recorded
+off when it fails, and, pipelined (:mod:`harness.pipeline`), asks for the next proposal while the
+current experiment trains. A proposal that fails because the LLM endpoint is unavailable is recorded
 (``llm_error``, ``llm_down``) and waited out with backoff; five agent failures in a row end the
-session. The loop keeps no state of its own between experiments: the next number, the best and
-the history come from the ledger and git each time, so a restarted harness continues.
+session. The loop keeps no state of its own between experiments beyond a proposal asked ahead
+(lost with a kill: a restart asks again): the next number, the best and the history come from the
+ledger and git each time, so a restarted harness continues.
 """
 
 from __future__ import annotations

@@ -125,6 +125,7 @@ def test_a_proposal_that_no_longer_fits_the_new_best_is_recorded_stale(improving
     assert [r["outcome"] for r in rows] == ["improved", "improved", "stale"]
     stale = rows[2]
     assert stale["commit"] is None and stale["run_s"] is None
+    assert (sandbox / "runs" / "3" / "proposal.diff").read_text() == make_unified_diff(base, clash)
     assert "the best has changed since" in stale["detail"] and "patch_failed" in stale["detail"]
     assert git.Repo(sandbox).head.commit.hexsha == rows[1]["commit"]  # nothing of the stale proposal landed
     tsv = (sandbox / "results.tsv").read_text().splitlines()
