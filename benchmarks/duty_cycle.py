@@ -3,7 +3,8 @@
 Runs real ``harness start`` sessions (the real experiment core, git and runner; real training of
 the template's train.py on Shakespeare) with an agent whose every proposal takes a fixed, stated
 latency (``--latency``, seconds, spent sleeping: an API model thinking elsewhere) before it hands
-out the optimiser's next trial (``optuna:random``, no LLM). Each session runs ``--experiments``
+out a one-knob change of a training setting (learning rate, weight decay, schedule, clipping: the
+model's size and so each run's cost stay the same), valid against the best it was shown. Each session runs ``--experiments``
 rows under the greedy policy with one baseline run, so that every row after the baseline needs
 a proposal. Sessions alternate: not pipelined, pipelined, not pipelined, ... ``--pairs`` times.
 
@@ -15,7 +16,7 @@ Prints each session, then the medians with min and max; the last line is
 ``duty_cycle=<pipelined median> sequential=<median> ratio=<pipelined / sequential> latency_s=<l>
 time_budget_s=<b> experiments=<n> pairs=<p>``.
 
-Usage: python benchmarks/duty_cycle.py [--pairs 2] [--experiments 6] [--latency 4] [--time-budget 10]
+Usage: python benchmarks/duty_cycle.py [--pairs 2] [--experiments 8] [--latency 4] [--time-budget 10]
 """
 
 from __future__ import annotations
@@ -31,18 +32,33 @@ import time
 from pathlib import Path
 
 
+#: knobs the agent moves: none changes the model's size, so every run costs about the same
+TRAINING_KNOBS = ("LEARNING_RATE", "WEIGHT_DECAY", "WARMUP_FRAC", "WARMDOWN_FRAC", "GRAD_CLIP", "FINAL_LR_FRAC")
+
+
 class SlowAgent:
-    """The optimiser (``optuna:random``) behind a fixed thinking time of ``latency_s`` seconds."""
+    """Thinks for ``latency_s`` seconds, then proposes the next untried move of the training
+    knobs (:data:`TRAINING_KNOBS`, round robin) from the best it was shown: a scripted agent
+    whose proposals are valid against the files it sees, as an API model's would be."""
 
     def __init__(self, latency_s: float):
-        from harness.agents import make_agent
-
-        self.inner, self.latency_s = make_agent("optuna:random", seed=0), latency_s
+        self.latency_s, self.asked = latency_s, 0
         self.name = "anthropic:scripted-latency"  # an API-like agent: pipelining's auto setting would be on
 
     def propose(self, context):
+        from harness.agents.base import Proposal
+        from harness.decisions import file_key
+        from harness.knobs import all_moves
+        from harness.patch import make_unified_diff
+
         time.sleep(self.latency_s)
-        return self.inner.propose(context)
+        source, taken = context.files["train.py"], context.taken()
+        moves = [m for m in all_moves(source) if m[0] in TRAINING_KNOBS
+                 and file_key({**context.files, "train.py": m[2]}) not in taken]
+        by_knob = sorted(moves, key=lambda m: (TRAINING_KNOBS.index(m[0]) - self.asked) % len(TRAINING_KNOBS))
+        self.asked += 1
+        knob, _, new, what = by_knob[0]
+        return Proposal(what, make_unified_diff(source, new), format="knob")
 
 
 def one_session(root: Path, i: int, pipelined: bool, args) -> dict:
@@ -74,7 +90,7 @@ def one_session(root: Path, i: int, pipelined: bool, args) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pairs", type=int, default=2)
-    ap.add_argument("--experiments", type=int, default=6)
+    ap.add_argument("--experiments", type=int, default=8)
     ap.add_argument("--latency", type=float, default=4.0, help="seconds each proposal takes")
     ap.add_argument("--time-budget", type=int, default=10)
     ap.add_argument("--corpus", default="shakespeare")
