@@ -11,8 +11,11 @@
 from __future__ import annotations
 
 from importlib.resources import files
-from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # importlib.resources.abc is Python 3.11+; 3.10 has importlib.abc.Traversable
+    from importlib.resources.abc import Traversable
 
 SANDBOX = "sandbox"
 PROGRAM = "program.md"
