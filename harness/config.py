@@ -115,7 +115,7 @@ allowance_s = {cfg.allowance_s:g}              # extra seconds for start-up and 
 over_budget_tolerance_s = {cfg.over_budget_tolerance_s:g}   # trained seconds past the budget before a run is over_budget
 checkpoints = "{cfg.checkpoints}"          # weights in runs/<n>/model.pt: kept (the newest 3 kept experiments) | all | none
 pipeline = "{cfg.pipeline}"            # propose the next experiment while one trains: auto (on with a GPU or an API agent) | on | off
-smoke_each = {str(cfg.smoke_each).lower()}           # a 3 s smoke run before each proposal's full run (catches late crashes early; README "Smoke runs")
+smoke_each = {str(cfg.smoke_each).lower()}           # a 3 s smoke run before each proposal's full run (catches late crashes early; README "Keeping the accelerator busy")
 {'' if cfg.data_cache else '# '}data_cache = "{cfg.data_cache or ''}"   # where the prepared data is, whoever runs the harness ($AUTORESEARCH_CACHE wins)
 
 [agent]

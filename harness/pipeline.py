@@ -27,8 +27,6 @@ from .agents.base import Context, Proposal
 from .config import HarnessConfig
 from .experiment import Checked, check_proposal
 
-#: values of ``[run] pipeline``
-SETTINGS = ("auto", "on", "off")
 #: agent kinds (the spec before ``:``) whose proposals are computed away from this machine
 REMOTE_AGENTS = ("anthropic", "openai")
 
