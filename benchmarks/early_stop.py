@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -31,19 +30,16 @@ MARGINS = (2, 3, 5, 10)
 
 
 def loss_sd(history: list[dict], point: int) -> float | None:
-    """Pooled sd of the training loss at curve ``point`` within groups of runs of the same file."""
+    """Pooled sd of the training loss at curve ``point`` within groups of runs of the same file
+    (:func:`harness.decisions.within_groups`, as the noise of val_bpb is pooled)."""
+    from harness.decisions import within_groups
+
     groups: dict[str, list[float]] = {}
     for r in history:
         c = r.get("curve")
         if r.get("file_key") and c and len(c) > point and c[point] is not None and r.get("val_bpb") is not None:
             groups.setdefault(r["file_key"], []).append(c[point])
-    ss = df = 0.0
-    for vals in groups.values():
-        if len(vals) > 1:
-            m = sum(vals) / len(vals)
-            ss += sum((v - m) ** 2 for v in vals)
-            df += len(vals) - 1
-    return math.sqrt(ss / df) if df else None
+    return within_groups(groups.values()).sd
 
 
 def replay(rows: list[dict]) -> list[dict]:

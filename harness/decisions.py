@@ -169,8 +169,15 @@ def noise(records: list[dict]) -> Noise:
     for r in records:
         if is_scored(r) and r.get("file_key"):
             groups.setdefault(r["file_key"], []).append(r["val_bpb"])
+    return within_groups(groups.values())
+
+
+def within_groups(groups) -> Noise:
+    """The pooled within-group sd of ``groups`` (lists of values; a group of one adds nothing):
+    sqrt(sum of squared deviations from each group's mean / sum of (size - 1)), as the one-way
+    ANOVA's within-group mean square."""
     ss, df, runs, repeated = 0.0, 0, 0, 0
-    for vals in groups.values():
+    for vals in groups:
         if len(vals) < 2:
             continue
         mean = statistics.fmean(vals)

@@ -136,7 +136,7 @@ class Session:
         core = self.core
         if core.due():
             if self.pipelined and not needs_baseline(core.ledger.records()):
-                self._ask_ahead()  # the best runs again: the agent can think meanwhile
+                self._ask_ahead(core.files())  # the best runs again: the agent can think meanwhile
             core.run_due()
             return
         n = next_number(core.ledger.records())
@@ -147,7 +147,7 @@ class Session:
             return
         proposal, started, checked = taken
         if self.pipelined and checked.files is not None:
-            self._ask_ahead({"description": proposal.description, "file_key": file_key({**files, **checked.files})})
+            self._ask_ahead(files, {"description": proposal.description, "file_key": file_key({**files, **checked.files})})
         core.submit(proposal, started, files, checked)
 
     def _context(self, n: int, files: dict, pending: tuple = ()) -> Context:
@@ -157,11 +157,12 @@ class Session:
                        notes=read_text(self.path / "notes.md"), sandbox=self.path, noise=noise(records),
                        pending=pending)
 
-    def _ask_ahead(self, *pending: dict) -> None:
-        """Ask the agent for the next proposal in the background (once; nothing when one is asked already)."""
+    def _ask_ahead(self, files: dict, *pending: dict) -> None:
+        """Ask the agent for the next proposal against the best's ``files`` in the background (once;
+        nothing when one is asked already); ``pending`` names the experiments that will run first."""
         if self.ahead is None:
             n = next_number(self.core.ledger.records()) + len(pending)
-            self.ahead = ProposalAhead(self.agent, self._context(n, self.core.files(), pending))
+            self.ahead = ProposalAhead(self.agent, self._context(n, files, pending))
 
     def _take(self, n: int, files: dict) -> Optional[tuple[Proposal, float, Checked]]:
         """The next proposal checked against the current best ``files``: the one asked ahead, else

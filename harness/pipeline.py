@@ -14,7 +14,8 @@ it is recorded as ``stale`` (never trained) and the agent, seeing that row, prop
 When to pipeline (``[run] pipeline``): ``on``, ``off``, or ``auto`` (the default): on when the
 runs train on a GPU, or when the agent is an API model (its thinking happens elsewhere); off on a
 CPU-only machine with a local agent, whose model would take cores from the training run and make
-its step count (and so val_bpb) depend on what the agent was doing (see README "Pipelining").
+its step count (and so val_bpb) depend on what the agent was doing (README "Keeping the
+accelerator busy").
 """
 
 from __future__ import annotations
