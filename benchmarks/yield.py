@@ -89,21 +89,22 @@ def true_val_bpb(knobs: dict) -> tuple[float, str]:
 
 
 class SimulatedRunner:
-    """``measure(run_dir, on_tick) -> RunResult`` over the sandbox's train.py: the synthetic
-    val_bpb plus N(0, sd) noise from ``rng``; writes nothing but its run dir."""
+    """``measure(run_dir, on_tick, place) -> RunResult`` over the train.py of the run's work tree:
+    the synthetic val_bpb plus N(0, sd) noise from ``rng``; writes nothing but its run dir."""
 
     def __init__(self, sandbox: Path, sd: float, rng: random.Random, budget_s: int = 60):
         self.sandbox, self.sd, self.rng, self.budget_s = sandbox, sd, rng, budget_s
         self.runs = 0
 
-    def __call__(self, run_dir: Path, on_tick):
+    def __call__(self, run_dir: Path, on_tick, place=None):
         from harness.runner import RunResult
 
         self.runs += 1
         run_dir.mkdir(parents=True, exist_ok=True)
         log = run_dir / "run.log"
         log.write_text("simulated\n")
-        val, outcome = true_val_bpb(knob_values((self.sandbox / "train.py").read_text()))
+        tree = self.sandbox if place is None else place.path
+        val, outcome = true_val_bpb(knob_values((tree / "train.py").read_text()))
         if outcome != "ok":
             return RunResult(outcome, None, 1, 1.0, None, 0.0, log, "simulated failure", outcome)
         steps = 400

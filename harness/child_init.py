@@ -25,7 +25,15 @@ import sys
 
 def apply_limits(limits: dict) -> None:
     """Set ``{"RLIMIT_NAME": value}`` as soft and hard limit on this process; names or values the
-    platform refuses are skipped (the hard wall-clock kill still applies)."""
+    platform refuses are skipped (the hard wall-clock kill still applies). ``{"cpus": [0, 1]}``
+    pins the process to those CPU cores (one runner of several, :mod:`harness.runners`), where the
+    platform can."""
+    cpus = limits.pop("cpus", None)
+    if cpus and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, set(cpus))
+        except OSError:
+            pass
     for name, value in limits.items():
         res = getattr(resource, name, None)
         if res is None:

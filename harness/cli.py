@@ -65,8 +65,12 @@ def init(directory: Path, corpus: str, time_budget: int, tag: str | None):
 @click.option("--seed", type=int, default=None, help="sampling seed of the local model; base seed of the optimiser")
 @click.option("--on-interrupted", type=click.Choice(["record", "rerun"]), default="record", show_default=True,
               help="an experiment a killed harness left running: record it as interrupted, or run it again (once)")
+@click.option("--gpus", default=None, metavar="IDS",
+              help="run one experiment per GPU at once, e.g. --gpus 0,1,2,3 (each in its own git work tree)")
+@click.option("--workers", type=int, default=None,
+              help="run N experiments at once on CPUs, the cores split between them (each in its own git work tree)")
 def start(directory: Path, hours, minutes, max_experiments, agent_spec, base_url, tool_choice, max_llm_usd, seed,
-          on_interrupted):
+          on_interrupted, gpus, workers):
     """Run the research loop in the sandbox DIRECTORY (default: here).
 
     The first experiment of a new sandbox is the unmodified baseline; on a sandbox that has run
@@ -102,7 +106,13 @@ def start(directory: Path, hours, minutes, max_experiments, agent_spec, base_url
         agent = make_agent(spec, seed=seed, base_url=base_url, tool_choice=tool_choice, max_llm_usd=max_llm_usd)
     except AgentSpecError as exc:
         _fail(str(exc))
-    session = Session(directory, cfg, agent, display, limits, on_interrupted=on_interrupted)
+    from .runners import places_for
+
+    try:
+        places = places_for(directory, gpus, workers)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    session = Session(directory, cfg, agent, display, limits, on_interrupted=on_interrupted, places=places)
     try:
         with display:
             done = run_until(session)

@@ -18,6 +18,8 @@ off; turning an MCP call into a proposal and phrasing the answer). The core owns
 
 Runs happen through the runner's ``measure`` (a subprocess here; a simulated one in
 ``benchmarks/yield.py``); decisions, branch moves and ledger writes happen here, one at a time.
+With several runners (:mod:`harness.runners`) :meth:`ExperimentCore.submit` is called from each
+runner's thread with its :class:`harness.runners.Place`; the runner's lock orders the writes.
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ from .critical import deferred_signals
 from .datacache import ensure_prepared
 from .decisions import due_repeat, file_key, ran_before
 from .experiment import BASELINE, Checked, ExperimentRunner, check_proposal
-from .ledger import ExperimentRecord, Ledger, LedgerError, next_number
+from .ledger import ExperimentRecord, Ledger, LedgerError
+from .pipeline import recheck
 from .preflight import preflight
 from .publish import Publisher
 from .reconcile import reconcile
+from .runners import Place
 from .sandbox import Sandbox
 from .state import SessionLock, write_state
 
@@ -179,11 +183,12 @@ class ExperimentCore:
                     self.publisher.close()
 
     def why_not_start(self, records: Optional[list] = None) -> Optional[str]:
-        """Why no new run may start now (a stop, the experiment limit, the deadline), or None."""
+        """Why no new run may start now (a stop, the experiment limit counting the experiments of
+        several runners in flight, the deadline), or None."""
         stop = self.control.stop()
         if stop or self.abort.is_set():
             return "stopping as asked" + (" (now)" if stop == "now" or self.abort.is_set() else "")
-        if self.max_experiments is not None and self.done >= self.max_experiments:
+        if self.max_experiments is not None and self.done + len(self.runner.flying) >= self.max_experiments:
             return f"reached --max-experiments {self.max_experiments}"
         return time_is_up(self.deadline, self.ledger.records() if records is None else records)
 
@@ -221,31 +226,34 @@ class ExperimentCore:
         records = self.ledger.records()
         return needs_baseline(records) or due_repeat(records, self.cfg.policy) is not None
 
-    def run_due(self) -> list[ExperimentRecord]:
+    def run_due(self, place: Optional[Place] = None) -> list[ExperimentRecord]:
         """Run the baseline, a baseline repeat or a re-measure of the best if one is due (see
         :func:`harness.decisions.due_repeat`); returns the rows written (empty: nothing was due).
         Before the first baseline of a sandbox, a smoke run (:mod:`harness.preflight`).
+        ``place``: the device and cores to run with, here in the sandbox (several runners: runner
+        0's, so that every run of the session trains on the same share); None: as is.
 
         Raises:
             PreflightError: the smoke run failed (nothing recorded; a :class:`SandboxError`).
             LedgerError: as :meth:`check_disk`, or a row could not be written.
             KeyboardInterrupt: (:class:`Aborted`) after the run in flight was recorded.
         """
+        here = None if place is None else Place(self.path, place.env, place.cpus, None, place.label)
         records = self.ledger.records()
-        n = next_number(records)
-        if needs_baseline(records):
+        due = None if needs_baseline(records) else due_repeat(records, self.cfg.policy)
+        if due is None and not needs_baseline(records):
+            return []
+        n = self.runner.reserve()
+        if due is None:
             self.check_disk(n)
             if not records and self.smoke_test:
                 self.begin(n, "preflight: a smoke run of train.py", "preflight")
                 self.events.message(preflight(self.path, self.cfg))
-            return self._run(n, None, {}, time.time())
-        due = due_repeat(records, self.cfg.policy)
-        if due is None:
-            return []
+            return self._run(n, None, {}, time.time(), here)
         self.check_disk(n)
         reason, of, index = due
         self.begin(n, f"re-measure of #{of['experiment']}: {reason}", "running")
-        rec = self.runner.repeat(n, of, index, reason, time.time(), self._tick)
+        rec = self.runner.repeat(n, of, index, reason, time.time(), self._tick, here)
         if rec.drift:
             d = rec.drift
             self.events.message(f"drift: the best (#{of['experiment']}) re-measured at {d['to']:.6f}, its figure was "
@@ -268,9 +276,10 @@ class ExperimentCore:
                                                           **fields)])[0]
 
     def submit(self, proposal: Proposal, started: float, files: Optional[dict] = None,
-               checked: Optional[Checked] = None) -> list[ExperimentRecord]:
+               checked: Optional[Checked] = None, place: Optional[Place] = None) -> list[ExperimentRecord]:
         """Check (unless ``checked`` is given), refuse a duplicate, commit, run, confirm, decide
         and record ``proposal`` as the next experiment; a preempted run runs once more.
+        Thread-safe: with several runners each calls it with its ``place``.
 
         Args:
             proposal: the agent's edit (its diff against ``files``).
@@ -278,52 +287,73 @@ class ExperimentCore:
             files: the editable files the diff applies to (default: HEAD's).
             checked: the result of :func:`harness.experiment.check_proposal` when the front end
                 checked it already (the MCP tool does, to answer with every reason).
+            place: the runner (:mod:`harness.runners`); None: the sandbox itself.
         Returns:
             The rows written: a refusal's, or the experiment's and its confirmations'.
         Raises:
             LedgerError, KeyboardInterrupt: as :meth:`run_due`.
         """
         self.proposal_committed = False
-        records = self.ledger.records()
-        n = next_number(records)
-        self.check_disk(n)
-        files = self.files() if files is None else files
-        self._keep_diff(n, proposal)
-        checked = checked or check_proposal(proposal, files, self.cfg)
-        if checked.files is None:
-            return [self.refuse(n, proposal, checked.outcome, checked.detail, started, proposal.usage,
-                                checked.rail_verdicts)]
-        key = file_key({**files, **checked.files})
-        earlier = ran_before(records, key)
-        if earlier is not None:
-            val = f", val_bpb {earlier['val_bpb']:.6f}" if earlier.get("val_bpb") is not None else ""
-            return [self.refuse(n, proposal, "duplicate",
-                                f"the edited files equal (comments and formatting aside) those experiment "
-                                f"{earlier['experiment']} ran ({earlier['outcome']}{val}); nothing was trained. "
-                                "Propose something not tried yet.", started, proposal.usage, file_key=key)]
-        return self._run(n, proposal, checked.files, started)
+        with self.runner.lock:
+            records = self.ledger.records()
+            n = self.runner.reserve()
+            self.check_disk(n)
+            files = self.files() if files is None else files
+            self._keep_diff(n, proposal)
+            if files != self.files():  # several runners: another experiment was kept since it was checked
+                checked, files = recheck(proposal, files, self.files(), self.cfg), self.files()
+            checked = checked or check_proposal(proposal, files, self.cfg)
+            if checked.files is None:
+                return [self.refuse(n, proposal, checked.outcome, checked.detail, started, proposal.usage,
+                                    checked.rail_verdicts)]
+            key = file_key({**files, **checked.files})
+            earlier = ran_before(records, key)
+            flying = next((m for m, f in self.runner.flying.items() if f["file_key"] == key), None)
+            if earlier is not None or flying is not None:
+                if earlier is None:
+                    what = f"experiment {flying} is running now"
+                else:
+                    val = f", val_bpb {earlier['val_bpb']:.6f}" if earlier.get("val_bpb") is not None else ""
+                    what = f"experiment {earlier['experiment']} ran ({earlier['outcome']}{val})"
+                return [self.refuse(n, proposal, "duplicate",
+                                    f"the edited files equal (comments and formatting aside) those {what}; nothing "
+                                    "was trained. Propose something not tried yet.", started, proposal.usage,
+                                    file_key=key)]
+        return self._run(n, proposal, checked.files, started, place)
 
     def _keep_diff(self, n: int, proposal: Proposal) -> None:
         run_dir = self.runner.run_dir(n)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "proposal.diff").write_text(proposal.diff, encoding="utf-8")
 
-    def _run(self, n: int, proposal: Optional[Proposal], files: dict, started: float) -> list[ExperimentRecord]:
+    def _run(self, n: int, proposal: Optional[Proposal], files: dict, started: float,
+             place: Optional[Place] = None) -> list[ExperimentRecord]:
         """Run a checked experiment; a preempted run (killed from outside, not an OOM) is recorded
-        and then run once more as the next experiment (``retry_of`` names it)."""
+        and then run once more as the next experiment (``retry_of`` names it). With several
+        runners, a candidate that beat the best it started from while another became the best
+        runs again on the new best (:mod:`harness.runners`)."""
         self.begin(n, proposal.description if proposal else BASELINE, "running")
         on_commit = self._proposal_running if proposal else self._running
-        rows = self._recorded(self.runner.run(n, proposal, files, started, self._tick, on_commit,
-                                              may_confirm=self._may_confirm))
-        if rows[0].outcome != "preempted" or self.control.stop() or self.abort.is_set():
+        tick = self._tick if place is None or not place.index else self._check_abort
+        rows = self._recorded(self.runner.run(n, proposal, files, started, tick, on_commit,
+                                              may_confirm=self._may_confirm, place=place))
+        if self.control.stop() or self.abort.is_set():
+            return rows
+        if (rows[0].decision or {}).get("moved_to") and proposal is not None:
+            again = replace(proposal, description=f"{proposal.description} (again, on the new best: #{n} beat the "
+                                                  "best it started from)", usage=Usage())
+            self.events.message(f"experiment {n} beat the best it started from but another experiment became the "
+                                "best while it ran; its edit runs again on the new best")
+            return rows + self.submit(again, time.time(), place=place)
+        if rows[0].outcome != "preempted":
             return rows
         retry = None if proposal is None else replace(
             proposal, description=f"{proposal.description} (retry of #{n}, preempted)", usage=Usage())
-        n2 = self.ledger.next_experiment()
+        n2 = self.runner.reserve()
         self.events.message(f"experiment {n} was killed from outside (preempted); running it again as {n2}")
         self.begin(n2, retry.description if retry else BASELINE, "running")
-        return rows + self._recorded(self.runner.run(n2, retry, files, time.time(), self._tick, on_commit,
-                                                     retry_of=n, may_confirm=self._may_confirm))
+        return rows + self._recorded(self.runner.run(n2, retry, files, time.time(), tick, on_commit,
+                                                     retry_of=n, may_confirm=self._may_confirm, place=place))
 
     def _may_confirm(self, n: int) -> bool:
         """Confirmation run ``n`` may start: no stop ``now`` and the deadline leaves room for it."""
@@ -338,17 +368,22 @@ class ExperimentCore:
 
     # --- state and events ------------------------------------------------------------------
     def _recorded(self, rows: list[ExperimentRecord]) -> list[ExperimentRecord]:
-        best = self.ledger.best()[0]
-        for rec in rows:
-            if not rec.llm_down:
-                self.done += 1
-            self.events.experiment_done(rec, best)
-        if self.publisher is not None:
-            self.publisher.recorded()
+        with self.runner.lock:
+            best = self.ledger.best()[0]
+            for rec in rows:
+                if not rec.llm_down:
+                    self.done += 1
+                self.events.experiment_done(rec, best)
+            if self.publisher is not None:
+                self.publisher.recorded()
         return rows
 
     def _tick(self, elapsed_s: float) -> None:
         self.events.tick(elapsed_s)
+        self._check_abort(elapsed_s)
+
+    def _check_abort(self, elapsed_s: float) -> None:
+        """The tick of a run the display does not follow (runners after the first)."""
         if self.control.stop() == "now" or self.abort.is_set():
             raise Aborted
 
@@ -366,8 +401,12 @@ class ExperimentCore:
         self.publish("running", commit=commit, run_started_at=time.time(), **self._current)
 
     def publish(self, phase: str, **extra) -> None:
-        """Write ``.harness/state.json`` for ``harness status`` (phase, best, limits, ``extra``)."""
-        best, _ = self.ledger.best()
-        write_state(self.path, phase=phase, session_started_at=self.started_at, deadline=self.deadline,
-                    agent=self.agent_name, best_val_bpb=best, time_budget_s=self.cfg.time_budget_s,
-                    experiments_this_session=self.done, **extra)
+        """Write ``.harness/state.json`` for ``harness status`` (phase, best, limits, ``extra``;
+        with several runners also ``in_flight``: the numbers running)."""
+        with self.runner.lock:
+            best, _ = self.ledger.best()
+            if self.runner.flying:
+                extra["in_flight"] = sorted(self.runner.flying)
+            write_state(self.path, phase=phase, session_started_at=self.started_at, deadline=self.deadline,
+                        agent=self.agent_name, best_val_bpb=best, time_budget_s=self.cfg.time_budget_s,
+                        experiments_this_session=self.done, **extra)

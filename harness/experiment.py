@@ -37,11 +37,21 @@ decided on the runs it has (a confirmation cut short keeps nothing). Refusals an
 rows are a single append (8) with no marker. A repeat writes the marker (phase ``repeating``;
 SEED of train.py changed in the work tree for its seed), runs, restores train.py, appends its row
 and clears the marker; after a kill its number is used again.
+
+With several runners (:mod:`harness.runners`) the same steps happen off the branch, each
+experiment with its own marker (``.harness/inflight/<n>.json``): 3 is a commit on the parent made
+without moving the branch, under ``refs/autoresearch/running/<n>``, checked out in its own work
+tree (``.harness/worktrees/<n>``), where 4 runs; 6 is a new commit of the same tree with the final
+trailers; 7 is, for a keep, ``git reset --hard`` of the branch to it (the branch is still at the
+parent: the decision saw to it) and otherwise the discarded ref; then the running ref and the
+work tree go. Commits, decisions and rows happen one at a time under :attr:`ExperimentRunner.lock`;
+only the runs overlap. Rows land in the order experiments end, so numbers may come out of order.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -56,8 +66,9 @@ from .decisions import best_estimate, drift, file_key, judge, noise, pooled, see
 from .faults import point
 from .inflight import clear_marker, write_marker
 from .integrity import check_after_run, fingerprint
-from .ledger import STATUS_OF, ExperimentRecord, Ledger
-from .sandbox import Sandbox, SandboxError, commit_message, parse_trailers
+from .ledger import STATUS_OF, ExperimentRecord, Ledger, next_number
+from .runners import Place, worktree_of
+from .sandbox import RUNNING_PREFIX, Sandbox, SandboxError, commit_message, parse_trailers
 
 BASELINE = "baseline (unmodified train.py)"
 
@@ -109,21 +120,38 @@ class ExperimentRunner:
         ledger: where rows go.
         cfg: the sandbox's settings (``cfg.policy`` decides).
         agent_name: the agent spec recorded in trailers and rows.
-        measure: runs one experiment; ``measure(run_dir, on_tick) -> RunResult``. Default: the
-            local subprocess runner (:func:`harness.runner.run_experiment`) with the sandbox's
-            command and time box; a benchmark passes a simulated one.
+        measure: runs one experiment; ``measure(run_dir, on_tick, place) -> RunResult`` where
+            ``place`` (:class:`harness.runners.Place`) says which work tree and device. Default:
+            the local subprocess runner (:func:`harness.runner.run_experiment`) with the
+            sandbox's command and time box; a benchmark passes a simulated one.
+
+    Attributes:
+        lock: held while git, the markers and the ledger are written (several runners share
+            this runner; their experiments' runs overlap, nothing else does).
+        flying: experiments of several runners in flight: number -> ``{"description", "file_key"}``.
     """
 
     def __init__(self, sandbox: Sandbox, ledger: Ledger, cfg: HarnessConfig, agent_name: str, measure=None):
         self.sandbox, self.ledger, self.cfg, self.agent_name = sandbox, ledger, cfg, agent_name
         self.measure = measure or self._subprocess
+        self.lock = threading.RLock()
+        self.flying: dict[int, dict] = {}
+        self._highest = 0
 
-    def _subprocess(self, run_dir: Path, on_tick):
+    def _subprocess(self, run_dir: Path, on_tick, place: Place):
         from .runner import run_experiment
 
-        return run_experiment(self.cfg.command, self.sandbox.path, run_dir, self.cfg.time_budget_s,
+        return run_experiment(self.cfg.command, place.path, run_dir, self.cfg.time_budget_s,
                               self.cfg.hard_limit_s, self.cfg.over_budget_tolerance_s, on_tick,
-                              checkpoint=self.cfg.checkpoints != "none")
+                              checkpoint=self.cfg.checkpoints != "none", extra_env=place.env or None,
+                              cpus=place.cpus)
+
+    def reserve(self) -> int:
+        """The next free experiment number (above every recorded one and every one handed out
+        by this runner), taken. Call it holding :attr:`lock`."""
+        with self.lock:
+            self._highest = max(next_number(self.ledger.records()), self._highest + 1)
+            return self._highest
 
     def run_dir(self, n: int) -> Path:
         """``runs/<n>/`` of the sandbox."""
@@ -147,7 +175,7 @@ class ExperimentRunner:
                                parent=self.sandbox.head(), parent_val_bpb=best, detail=detail,
                                proposal_format=proposal.format if proposal else None,
                                knob=proposal.knob if proposal else None, rail_verdicts=list(verdicts), **fields)
-        with deferred_signals():
+        with self.lock, deferred_signals():
             self.ledger.append(rec)
         return rec
 
@@ -163,12 +191,15 @@ class ExperimentRunner:
     def run(self, n: int, proposal: Optional[Proposal], new_files: dict, started: float,
             on_tick: Callable[[float], None] | None = None,
             on_commit: Callable[[str], None] | None = None, retry_of: Optional[int] = None,
-            may_confirm: Callable[[int], bool] = lambda n: True) -> list[ExperimentRecord]:
+            may_confirm: Callable[[int], bool] = lambda n: True, place: Optional[Place] = None
+            ) -> list[ExperimentRecord]:
         """Commit ``new_files``, run, decide (with confirmation runs where the policy asks and
         ``may_confirm(number)`` allows), move the branch and record experiment ``n``.
 
         ``proposal`` None means the baseline (an empty commit of the current best); ``retry_of``
-        names the preempted experiment this one repeats. On KeyboardInterrupt the run is killed,
+        names the preempted experiment this one repeats; ``place`` with an ``index`` is one of
+        several runners (the experiment runs off the branch in its own work tree, see the module
+        docstring; None: here, on the branch). On KeyboardInterrupt the run is killed,
         the commit is kept under the discarded refs, the tree is reset, the experiment is recorded
         as ``interrupted`` (or, during a confirmation run, decided on the runs it has), and the
         interrupt is re-raised.
@@ -181,61 +212,79 @@ class ExperimentRunner:
                 row, which the next start writes.
             OSError: the marker could not be written (before the commit: nothing happened).
         """
-        ev = self.evidence()
-        parent = self.sandbox.head()
-        desc = proposal.description if proposal else BASELINE
-        usage = proposal.usage if proposal else Usage()
-        files = {**self.files_at_head(), **new_files}
-        marker = {"experiment": n, "phase": "committing", "parent": parent, "description": desc,
-                  "started_at": started, "parent_val_bpb": (ev["best"] or {}).get("val_bpb"), "usage": asdict(usage),
-                  "retry_of": retry_of, "proposal_format": proposal.format if proposal else "baseline",
-                  "knob": proposal.knob if proposal else None, "attempts": 1, "file_key": file_key(files), **ev}
-        trailers = {"Experiment": n, "Status": "running", "Parent-Val-Bpb": _fmt(marker["parent_val_bpb"]),
-                    "Agent": self.agent_name}
-        with deferred_signals():
+        several = place is not None and place.index is not None
+        with self.lock, deferred_signals():
+            ev = self.evidence()
+            parent = self.sandbox.head()
+            desc = proposal.description if proposal else BASELINE
+            usage = proposal.usage if proposal else Usage()
+            files = {**self.files_at_head(), **new_files}
+            marker = {"experiment": n, "phase": "committing", "parent": parent, "description": desc,
+                      "started_at": started, "parent_val_bpb": (ev["best"] or {}).get("val_bpb"),
+                      "usage": asdict(usage), "retry_of": retry_of,
+                      "proposal_format": proposal.format if proposal else "baseline",
+                      "knob": proposal.knob if proposal else None, "attempts": 1, "file_key": file_key(files), **ev}
+            if several:
+                marker.update(runner=place.index, worktree=str(worktree_of(self.sandbox.path, n)))
+            message = commit_message(desc, {"Experiment": n, "Status": "running",
+                                            "Parent-Val-Bpb": _fmt(marker["parent_val_bpb"]),
+                                            "Agent": self.agent_name})
             write_marker(self.sandbox.path, marker)
             point("before_commit")
-            commit = self.sandbox.commit_files(new_files, commit_message(desc, trailers))
+            if several:
+                commit = self.sandbox.commit_off_branch(new_files, parent, message, n)
+                place = place.at(self.sandbox.add_worktree(Path(marker["worktree"]), commit))
+                self.flying[n] = {"description": desc, "file_key": marker["file_key"]}
+            else:
+                commit = self.sandbox.commit_files(new_files, message)
             point("after_commit")
             marker.update(phase="running", commit=commit)
             write_marker(self.sandbox.path, marker)
             if on_commit:
                 on_commit(commit)
-        return self.execute(marker, on_tick, may_confirm)
+        return self.execute(marker, on_tick, may_confirm, place)
 
     def execute(self, marker: dict, on_tick: Callable[[float], None] | None = None,
-                may_confirm: Callable[[int], bool] = lambda n: True) -> list[ExperimentRecord]:
+                may_confirm: Callable[[int], bool] = lambda n: True,
+                place: Optional[Place] = None) -> list[ExperimentRecord]:
         """Run the committed experiment that ``marker`` describes (HEAD is its ``Status:
-        running`` commit), confirm, decide and record it. Also used to re-run an interrupted
-        experiment. Returns the rows written (see :meth:`run`).
+        running`` commit; with several runners, ``place`` is its work tree), confirm, decide and
+        record it. Also used to re-run an interrupted experiment. Returns the rows written (see
+        :meth:`run`).
 
         Raises:
             KeyboardInterrupt: after the experiment was recorded.
             LedgerError: as :meth:`run`.
         """
         n = marker["experiment"]
+        several = marker.get("runner") is not None
         smoke = self.cfg.smoke_each and marker.get("proposal_format") not in (None, "baseline") and \
             self.measure == self._subprocess
         try:
-            first = self._measure(self.run_dir(n), on_tick, smoke=smoke)
+            first = self._measure(self.run_dir(n), on_tick, smoke=smoke, place=place)
         except KeyboardInterrupt:
-            with deferred_signals():
+            with self.lock, deferred_signals():
                 self.conclude(marker, self.record_of(marker, "interrupted", detail="stopped by the user"))
             raise
         point("after_run")
-        runs = [first]
-        while first["outcome"] == "ok" and self._verdict(marker, runs).action == "confirm" and \
-                may_confirm(n + len(runs)):
-            marker.update(phase="confirming", runs=runs)
-            with deferred_signals():
+        runs = [{**first, "number": n}]
+        while first["outcome"] == "ok" and self._verdict(marker, runs).action == "confirm":
+            with self.lock, deferred_signals():
+                number = self.reserve() if several else n + len(runs)
+                if not may_confirm(number):
+                    if several:
+                        self._highest -= 1  # taken under the lock just now: nobody took one after it
+                    break
+                marker.update(phase="confirming", runs=runs, next_run=number)
                 write_marker(self.sandbox.path, marker)
             try:
-                runs.append(self._measure(self.run_dir(n + len(runs)), on_tick, len(runs)))
+                runs.append({**self._measure(self.run_dir(number), on_tick, len(runs), place=place),
+                             "number": number})
             except KeyboardInterrupt:
-                with deferred_signals():
+                with self.lock, deferred_signals():
                     self.settle(marker, "a confirmation run was stopped by the user")
                 raise
-        with deferred_signals():
+        with self.lock, deferred_signals():
             return self.settle({**marker, "runs": runs})
 
     def settle(self, marker: dict, cut_short: str = "") -> list[ExperimentRecord]:
@@ -247,13 +296,24 @@ class ExperimentRunner:
         if first["outcome"] != "ok":
             return [self.conclude(marker, self.record_of(marker, first["outcome"], first["ended_at"],
                                                          **_fields(first)))]
+        if cut_short and marker.get("runner") is not None and marker.get("next_run") is not None:
+            runs = runs + [{"outcome": "interrupted", "number": marker["next_run"], "val_bpb": None,
+                            "started_at": time.time(), "ended_at": time.time(), "detail": cut_short}]
         verdict = self._verdict(marker, runs)
         evidence = dict(verdict.evidence)
         if verdict.action == "confirm":  # more runs were wanted: not kept
             evidence["reason"] = f"{evidence.get('reason', '')}; not kept: {cut_short or 'confirmation cut short'}"
-        outcome = "improved" if verdict.action == "keep" else "not_improved"
+        moved = verdict.action == "keep" and marker.get("runner") is not None and \
+            self.sandbox.head() != marker["parent"]
+        if moved:
+            now = parse_trailers(self.sandbox.head_message()).get("Experiment", "?")
+            evidence.update(moved_to=int(now) if now.isdigit() else None, reason=(
+                f"{evidence.get('reason', '')}; not kept: experiment #{now} became the best while this one ran, "
+                "so its edit runs again on the new best"))
+        outcome = "improved" if verdict.action == "keep" and not moved else "not_improved"
         rec = self.record_of(marker, outcome, decision=evidence, ended=first["ended_at"], **_fields(first))
-        extra = [self.make_record(marker["experiment"] + j, "confirmation" if r["outcome"] == "ok" else r["outcome"],
+        extra = [self.make_record(r.get("number", marker["experiment"] + j),
+                                  "confirmation" if r["outcome"] == "ok" else r["outcome"],
                                   f"confirmation {j} of #{marker['experiment']}", r["started_at"], Usage(),
                                   ended=r["ended_at"], parent=marker["parent"], parent_val_bpb=marker["parent_val_bpb"],
                                   repeat_of=marker["experiment"], file_key=marker.get("file_key"), **_fields(r))
@@ -267,10 +327,11 @@ class ExperimentRunner:
         return judge(self.cfg.policy, vals, failed, marker.get("best"), sd, df)
 
     def repeat(self, n: int, of: dict, index: int, reason: str, started: float,
-               on_tick: Callable[[float], None] | None = None) -> ExperimentRecord:
+               on_tick: Callable[[float], None] | None = None, place: Optional[Place] = None) -> ExperimentRecord:
         """Run the best (HEAD, experiment ``of``) again as experiment ``n``: a baseline repeat or a
         re-measure for drift; ``index`` j > 0 runs it with SEED + 1000 j. Records one row
         (``remeasure``, or the failure), with ``drift`` when the value moved beyond the noise.
+        ``place``: the device and cores to run with (its work tree is the sandbox's; None: as is).
 
         Raises:
             KeyboardInterrupt: after the row was recorded as ``interrupted``.
@@ -283,7 +344,7 @@ class ExperimentRunner:
         with deferred_signals():
             write_marker(self.sandbox.path, marker)
         try:
-            run = self._measure(self.run_dir(n), on_tick, index)
+            run = self._measure(self.run_dir(n), on_tick, index, place=place)
         except KeyboardInterrupt:
             with deferred_signals():
                 self.ledger.append(self.make_record(n, "interrupted", marker["description"], started, Usage(),
@@ -303,28 +364,37 @@ class ExperimentRunner:
             clear_marker(self.sandbox.path)
         return rec
 
-    def _measure(self, run_dir: Path, on_tick, index: int = 0, smoke: bool = False) -> dict:
-        """Run HEAD (for ``index`` j > 0 with its seed changed in the work tree, restored after)
-        and return the run's record fields with ``outcome`` ``ok`` or the failure, and its
-        ``started_at``/``ended_at`` (epoch seconds). With ``smoke``, a smoke run
-        (:func:`harness.preflight.smoke_run`) comes first, inside the same integrity check; when
-        it fails, its result is the run's and the full budget is not spent."""
+    def _measure(self, run_dir: Path, on_tick, index: int = 0, smoke: bool = False,
+                 place: Optional[Place] = None) -> dict:
+        """Run the commit checked out at ``place`` (default: HEAD of the sandbox; for ``index``
+        j > 0 with its seed changed in the work tree, restored after) and return the run's
+        record fields with ``outcome`` ``ok`` or the failure, and its ``started_at``/``ended_at``
+        (epoch seconds). With ``smoke``, a smoke run (:func:`harness.preflight.smoke_run`) comes
+        first, inside the same integrity check; when it fails, its result is the run's and the
+        full budget is not spent. A run in a linked work tree is checked there and in the sandbox."""
+        place = place or Place(self.sandbox.path)
+        tree = self.sandbox if place.path == self.sandbox.path else Sandbox(place.path, self.sandbox.branch)
         name = self.cfg.editable_files[0]
-        committed = self.sandbox.read(name)
+        committed = tree.read(name)
         text, seed = seeded(committed, index)
-        path = self.sandbox.path / name
+        path = tree.path / name
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         started = time.time()
         if seed is not None:
             path.write_text(text, encoding="utf-8")
         try:
-            before = fingerprint(self.sandbox.path)
-            res = (self._smoke_failure(run_dir, on_tick) if smoke else None) or self.measure(run_dir, on_tick)
+            before = fingerprint(tree.path)
+            before_sandbox = fingerprint(self.sandbox.path) if tree is not self.sandbox else None
+            res = (self._smoke_failure(run_dir, on_tick, place) if smoke else None) or \
+                self.measure(run_dir, on_tick, place)
             changed = seed is not None and path.read_text(encoding="utf-8") != text
         finally:
             if seed is not None:
                 path.write_text(committed, encoding="utf-8")
-        tampered = check_after_run(self.sandbox, before) or (f"{name} changed during the run" if changed else "")
+        tampered = check_after_run(tree, before) or (f"{name} changed during the run" if changed else "")
+        if before_sandbox is not None and not tampered:
+            with self.lock:
+                tampered = check_after_run(self.sandbox, before_sandbox)
         fields = {"outcome": "integrity_violation" if tampered else res.outcome, "val_bpb": res.val_bpb,
                   "run_s": round(res.wall_s, 3), "train_s": res.train_s, "peak_mem_gb": round(res.peak_mem_gb, 3),
                   "detail": tampered or res.detail, "seed": seed,
@@ -337,12 +407,12 @@ class ExperimentRunner:
         fields["curve"] = curve_of_run(res.log_path, self.cfg.time_budget_s) if res.log_path else None
         return fields
 
-    def _smoke_failure(self, run_dir: Path, on_tick):
+    def _smoke_failure(self, run_dir: Path, on_tick, place: Place):
         """The smoke run's :class:`harness.runner.RunResult` when it failed (its detail says so),
         else None (it scored, or prepare.py has no smoke setting)."""
         from .preflight import smoke_run
 
-        res = smoke_run(self.sandbox.path, self.cfg, run_dir, on_tick)
+        res = smoke_run(place.path, self.cfg, run_dir, on_tick, place.env, place.cpus)
         if res is None or res.outcome == "ok":
             return None
         return replace(res, detail=f"caught by the smoke run ({res.train_s or 0:.0f} s of training) before the full "
@@ -363,17 +433,24 @@ class ExperimentRunner:
         (those not written yet), and the marker is cleared. Each step is idempotent, so a start
         after a crash re-runs this from the marker."""
         n = marker["experiment"]
-        write_marker(self.sandbox.path, {**marker, "phase": "deciding", "record": asdict(rec),
-                                         "extra": [asdict(r) for r in extra]})
-        point("before_trailers")
-        rec.commit = self.finish(n, marker["parent"], marker["description"], rec)
-        written = {r["experiment"] for r in self.ledger.records()}
-        for row in (rec, *extra):
-            row.commit = rec.commit
-            if row.experiment not in written:
-                self.ledger.append(row)
-        point("after_row")
-        clear_marker(self.sandbox.path)
+        several = marker.get("runner") is not None
+        with self.lock:
+            write_marker(self.sandbox.path, {**marker, "phase": "deciding", "record": asdict(rec),
+                                             "extra": [asdict(r) for r in extra]})
+            point("before_trailers")
+            if several:
+                rec.commit = self.finish_off_branch(n, marker["parent"], marker["description"], rec,
+                                                    Path(marker["worktree"]))
+            else:
+                rec.commit = self.finish(n, marker["parent"], marker["description"], rec)
+            written = {r["experiment"] for r in self.ledger.records()}
+            for row in (rec, *extra):
+                row.commit = rec.commit
+                if row.experiment not in written:
+                    self.ledger.append(row)
+            point("after_row")
+            clear_marker(self.sandbox.path, marker)
+            self.flying.pop(n, None)
         return rec
 
     def finish(self, n: int, parent: str, desc: str, rec: ExperimentRecord) -> str:
@@ -399,6 +476,43 @@ class ExperimentRunner:
             point("after_trailers")
         if status != "keep":
             self.sandbox.discard(n, parent)
+        return commit
+
+    def finish_off_branch(self, n: int, parent: str, desc: str, rec: ExperimentRecord, worktree: Path) -> str:
+        """:meth:`finish` for an experiment of several runners: a new commit of its running
+        commit's tree with the final trailers, then for a keep ``git reset --hard`` of the branch
+        to it (the branch must still be at ``parent``), else ``refs/autoresearch/discarded/<n>``;
+        then its running ref and ``worktree`` are removed. Returns the experiment's sha.
+
+        Idempotent: a commit already on the branch or under the discarded refs is taken as done.
+
+        Raises:
+            SandboxError: experiment ``n`` has no commit anywhere, or it is to be kept while the
+                branch is no longer at its parent (a decision bug; nothing is moved).
+        """
+        status = STATUS_OF[rec.outcome]
+        head = parse_trailers(self.sandbox.head_message())
+        if head.get("Experiment") == str(n) and head.get("Status") != "running":
+            commit = self.sandbox.head()
+        elif n in self.sandbox.discarded_refs():
+            commit = self.sandbox.discarded_refs()[n]
+        else:
+            running = self.sandbox.running_refs().get(n)
+            if running is None:
+                raise SandboxError(f"experiment {n} has no commit under {RUNNING_PREFIX}/{n}, on the branch or under "
+                                   f"the discarded refs; inspect `git log --all` before starting again.")
+            if status == "keep" and self.sandbox.head() != parent:
+                raise SandboxError(f"experiment {n} was to be kept but the branch moved from its parent {parent[:7]}; "
+                                   "nothing was moved. Please report this.")
+            commit = self.sandbox.recommit(running, commit_message(desc, trailers(rec, self.agent_name)))
+            point("after_trailers")
+            if status == "keep":
+                self.sandbox.reset_hard(commit)
+            else:
+                self.sandbox.git.update_ref(f"refs/autoresearch/discarded/{n}", commit)
+                point("after_discard_ref")
+        self.sandbox.remove_worktree(worktree)
+        self.sandbox.delete_ref(f"{RUNNING_PREFIX}/{n}")
         return commit
 
     def make_record(self, n, outcome, desc, started, usage: Usage, ended: Optional[float] = None,
@@ -432,8 +546,8 @@ def trailers(rec: ExperimentRecord, agent_name: str) -> dict:
 
 
 def _fields(run: dict) -> dict:
-    """A run's record fields (``outcome`` and its times left out)."""
-    return {k: v for k, v in run.items() if k not in ("outcome", "started_at", "ended_at")}
+    """A run's record fields (``outcome``, its times and its number left out)."""
+    return {k: v for k, v in run.items() if k not in ("outcome", "started_at", "ended_at", "number")}
 
 
 def _fmt(val) -> Optional[str]:

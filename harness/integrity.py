@@ -26,7 +26,7 @@ _first_seen: dict[str, str | None] = {}  # cache file -> digest at its first fin
 def _sha256(path: Path):
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
-    except (FileNotFoundError, IsADirectoryError):
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # ``.git`` is a file in a linked work tree
         return None
 
 

@@ -8,6 +8,10 @@ current experiment trains. A proposal that fails because the LLM endpoint is una
 session. The loop keeps no state of its own between experiments beyond a proposal asked ahead
 (lost with a kill: a restart asks again): the next number, the best and the history come from the
 ledger and git each time, so a restarted harness continues.
+
+With several runners (``--gpus``, ``--workers``: :mod:`harness.runners`) the loop asks the agent
+whenever a runner is free, while the others train, and hands each proposal to that runner's
+thread; the baseline and the repeats of the best wait until no experiment is in flight.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .decisions import file_key, noise
 from .experiment import Checked
 from .ledger import next_number
 from .pipeline import ProposalAhead, pipelining, recheck
+from .runners import Place, Pool
 
 #: consecutive ``llm_error`` experiments (outages aside) after which a session stops instead of spinning
 MAX_AGENT_FAILURES = 5
@@ -67,10 +72,13 @@ class Session:
         on_interrupted: ``record`` or ``rerun`` an experiment a killed harness left running.
         pipelined: ask for the next proposal while a run trains (None: as ``[run] pipeline`` and
             :func:`harness.pipeline.pipelining` say).
+        places: the runners (:func:`harness.runners.places_for`); more than one runs that many
+            experiments at once. None: one, here.
     """
 
     def __init__(self, path: Path, cfg: HarnessConfig, agent: Agent, display, limits: Limits,
-                 on_interrupted: str = "record", pipelined: Optional[bool] = None):
+                 on_interrupted: str = "record", pipelined: Optional[bool] = None,
+                 places: Optional[list[Place]] = None):
         self.path = Path(path)
         self.cfg, self.agent, self.display, self.limits = cfg, agent, display, limits
         self.core = ExperimentCore(self.path, cfg, agent.name, display, limits.deadline, limits.max_experiments,
@@ -80,6 +88,7 @@ class Session:
         self.pipelined = pipelining(cfg.pipeline, agent.name) if pipelined is None else pipelined
         #: the proposal asked while the current experiment trains (pipelining)
         self.ahead: Optional[ProposalAhead] = None
+        self.places = places or [Place(self.path)]
 
     @property
     def done(self) -> int:
@@ -99,29 +108,100 @@ class Session:
                 (:class:`Aborted` for a stop ``now``).
         """
         with self.core.holding(clear_flags=True):
-            while True:
-                reason = self.core.wait_to_start()
-                if reason:
-                    if self.control.stop():
-                        self.stopped = self.control.stop()
-                    self.display.message(reason)
-                    break
-                try:
-                    self.step()
-                except AgentExhausted as exc:
-                    self.display.message(f"the agent has nothing more to propose: {exc}")
-                    break
-                failures = self._agent_failures_in_a_row()
-                if failures >= MAX_AGENT_FAILURES:
-                    self.display.message(
-                        f"stopping: the agent failed {failures} times in a row (last: "
-                        f"{self.core.ledger.records()[-1]['detail'][:200]}); fix the cause and `harness start` again")
-                    break
+            if len(self.places) > 1:
+                self._run_several()
+            else:
+                self._run_one()
             if self.ahead is not None:
                 self.display.message("a proposal asked ahead was not run: the session ended before its turn")
             self.control.clear()
             self.core.publish("finished")
         return self.done
+
+    def _stop_reason(self) -> Optional[str]:
+        """Why no new experiment may start (a stop, a limit; shown), or None to go on; waits out
+        a pause."""
+        reason = self.core.wait_to_start()
+        if reason and self.control.stop():
+            self.stopped = self.control.stop()
+        return reason
+
+    def _failing(self) -> Optional[str]:
+        """Why the session ends after the agent failed :data:`MAX_AGENT_FAILURES` times in a row,
+        or None."""
+        failures = self._agent_failures_in_a_row()
+        if failures < MAX_AGENT_FAILURES:
+            return None
+        return (f"stopping: the agent failed {failures} times in a row (last: "
+                f"{self.core.ledger.records()[-1]['detail'][:200]}); fix the cause and `harness start` again")
+
+    def _run_several(self) -> None:
+        """Keep every runner busy until a limit: ask the agent when a runner is free and hand the
+        proposal to that runner's thread; run what the core has due when nothing is in flight.
+        At the end, wait for the experiments in flight (a stop ``now`` aborts them)."""
+        core, pool = self.core, Pool(self.places)
+        names = ", ".join(p.label for p in self.places)
+        self.display.message(f"{len(self.places)} runners ({names}); each experiment runs in its own work tree")
+
+        def abort_if_asked():
+            if self.control.stop() == "now":
+                core.abort.set()
+
+        try:
+            while True:
+                reason = self._stop_reason()
+                if reason:
+                    self.display.message(reason)
+                    break
+                if core.due():
+                    if pool.busy():
+                        pool.wait(POLL_S)  # the best runs again alone, as every experiment did
+                    else:
+                        core.run_due(self.places[0])
+                    continue
+                place = pool.free()
+                if place is None:
+                    pool.wait(POLL_S)
+                    continue
+                files = core.files()
+                try:
+                    taken = self._take(next_number(core.ledger.records()), files)
+                except AgentExhausted as exc:
+                    self.display.message(f"the agent has nothing more to propose: {exc}")
+                    break
+                if taken is not None:
+                    proposal, started, checked = taken
+                    pool.start(place, lambda p=proposal, s=started, c=checked, at=place:
+                               core.submit(p, s, files, c, place=at))
+                elif self._failing():
+                    self.display.message(self._failing())
+                    break
+            if pool.busy():
+                self.display.message(f"waiting for the {pool.busy()} experiment(s) in flight")
+            pool.drain(POLL_S, abort_if_asked)
+        except KeyboardInterrupt:
+            core.abort.set()
+            try:
+                pool.drain(POLL_S)
+            except KeyboardInterrupt:
+                pass  # the runners' own Aborted: each recorded its experiment
+            raise
+
+    def _run_one(self) -> None:
+        """One experiment after another (pipelined when :attr:`pipelined`)."""
+        while True:
+            reason = self._stop_reason()
+            if reason:
+                self.display.message(reason)
+                break
+            try:
+                self.step()
+            except AgentExhausted as exc:
+                self.display.message(f"the agent has nothing more to propose: {exc}")
+                break
+            if self._failing():
+                self.display.message(self._failing())
+                break
 
     def step(self) -> None:
         """Run one experiment: what the core has due (baseline, its repeats, a re-measure of the
@@ -151,7 +231,12 @@ class Session:
         core.submit(proposal, started, files, checked)
 
     def _context(self, n: int, files: dict, pending: tuple = ()) -> Context:
+        """What the agent sees; ``pending`` (default: the experiments of several runners in
+        flight) are experiments that run before this one or alongside it."""
         records = self.core.ledger.records()
+        if not pending:
+            with self.core.runner.lock:
+                pending = tuple(dict(f) for f in self.core.runner.flying.values())
         return Context(experiment=n, program=read_text(self.path / "program.md"), files=files,
                        history=records, best_val_bpb=self.core.ledger.best()[0],
                        notes=read_text(self.path / "notes.md"), sandbox=self.path, noise=noise(records),
@@ -187,11 +272,11 @@ class Session:
         try:
             proposal = get()
         except EndpointDown as exc:
-            core.refuse(n, None, "llm_error", str(exc), started, exc.usage, llm_down=True)
+            core.refuse(core.runner.reserve(), None, "llm_error", str(exc), started, exc.usage, llm_down=True)
             self._wait_for_endpoint(str(exc))
             return None
         except AgentError as exc:
-            core.refuse(n, None, "llm_error", str(exc), started, exc.usage)
+            core.refuse(core.runner.reserve(), None, "llm_error", str(exc), started, exc.usage)
             return None
         if self.control.stop() == "now":
             return None  # asked to stop at once while the agent was thinking: nothing ran, nothing to record
@@ -199,7 +284,8 @@ class Session:
         if checked.outcome == "stale":
             self.display.message(f"experiment {n}: the proposal asked ahead no longer fits the new best; recorded as "
                                  "stale, the agent proposes again")
-            core.refuse(n, proposal, "stale", checked.detail, started, proposal.usage, checked.rail_verdicts)
+            core.refuse(core.runner.reserve(), proposal, "stale", checked.detail, started, proposal.usage,
+                        checked.rail_verdicts)
             return None
         if checked.files is not None and asked != files:
             self.display.message(f"experiment {n}: the proposal asked ahead was made against an earlier best; it "

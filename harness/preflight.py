@@ -37,9 +37,11 @@ def supported(sandbox: Path) -> bool:
         return False
 
 
-def smoke_run(sandbox: Path, cfg: HarnessConfig, run_dir: Path, on_tick=None):
+def smoke_run(sandbox: Path, cfg: HarnessConfig, run_dir: Path, on_tick=None, env: Optional[dict] = None,
+              cpus=None):
     """One smoke run of the sandbox's work tree: the command with ``AUTORESEARCH_SMOKE_S`` set
     (:data:`SMOKE_S` seconds of training, or the time budget if shorter), through the real runner.
+    ``env`` and ``cpus``: a runner's device variables and cores (:mod:`harness.runners`).
 
     Returns:
         The :class:`harness.runner.RunResult` (its ``run.log`` in ``run_dir``), or None when
@@ -53,7 +55,8 @@ def smoke_run(sandbox: Path, cfg: HarnessConfig, run_dir: Path, on_tick=None):
         return None
     budget = min(SMOKE_S, cfg.time_budget_s)
     return run_experiment(cfg.command, Path(sandbox), run_dir, budget, budget + cfg.allowance_s,
-                          cfg.over_budget_tolerance_s, on_tick, extra_env={SMOKE_ENV: f"{budget:g}"})
+                          cfg.over_budget_tolerance_s, on_tick, extra_env={**(env or {}), SMOKE_ENV: f"{budget:g}"},
+                          cpus=cpus)
 
 
 def preflight(sandbox: Path, cfg: HarnessConfig) -> Optional[str]:

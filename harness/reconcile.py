@@ -15,6 +15,9 @@ trajectory.jsonl complete and in agreement before the next experiment starts.
    completed from the record the marker holds; a repeat of the best cut short -> nothing recorded.
    A HEAD still marked ``Status: running`` with no marker (an older harness) is recorded
    ``interrupted`` too;
+   the experiments of several runners (:mod:`harness.runners`), one marker each, the same way,
+   except that every one cut short is recorded (``interrupted``; ``rerun`` does not apply: their
+   numbers were handed out in parallel, so none is used again), and their work trees are removed;
 4. check out the experiment branch and drop any half-written edit of a tracked file.
 
 :func:`verify` states the invariants the repair guarantees; the tests check them after every kill.
@@ -30,8 +33,9 @@ from pathlib import Path
 from typing import Optional
 
 from .experiment import ExperimentRunner
-from .inflight import clear_marker, read_marker, write_marker
+from .inflight import clear_marker, read_marker, runner_markers, write_marker
 from .ledger import STATUS_OF, ExperimentRecord, Ledger, results_row
+from .runners import WORKTREES_DIR
 from .sandbox import DISCARDED_PREFIX, Sandbox, parse_trailers
 
 ON_INTERRUPTED = ("record", "rerun")
@@ -76,15 +80,55 @@ def reconcile(sandbox: Sandbox, ledger: Ledger, runner: ExperimentRunner,
     out.messages += ledger.repair()
     marker = read_marker(sandbox.path)
     repo = sandbox.repo
-    if marker is not None and not repo.head.is_detached and repo.active_branch.name == sandbox.branch:
+    if (marker is not None or runner_markers(sandbox.path)) and not repo.head.is_detached and \
+            repo.active_branch.name == sandbox.branch:
         sandbox.reset_hard("HEAD")  # our own half-applied edit, if the kill came mid-commit
     sandbox.ensure_on_branch()
     if marker is None:
         marker = _marker_of_running_head(sandbox, ledger)
     if marker is not None:
         _settle(marker, sandbox, ledger, runner, on_interrupted, out)
+    for marker in runner_markers(sandbox.path):
+        _settle_off_branch(marker, sandbox, ledger, runner, out)
+    if (sandbox.path / WORKTREES_DIR).is_dir():
+        for folder in (sandbox.path / WORKTREES_DIR).iterdir():
+            sandbox.remove_worktree(folder)
     sandbox.reset_hard("HEAD")
     return out
+
+
+def _settle_off_branch(marker: dict, sandbox: Sandbox, ledger: Ledger, runner: ExperimentRunner,
+                       out: Reconciled) -> None:
+    """Settle an experiment of several runners from its own marker (module docstring, step 3)."""
+    n = marker["experiment"]
+    row = next((r for r in ledger.records() if r["experiment"] == n), None)
+    committed = n in sandbox.running_refs() or n in sandbox.discarded_refs() or \
+        parse_trailers(sandbox.head_message()).get("Experiment") == str(n)
+    if marker.get("record"):
+        rec = runner.conclude(marker, ExperimentRecord.from_json(marker["record"]),
+                              [ExperimentRecord.from_json(r) for r in marker.get("extra", [])])
+        out.messages.append(f"experiment {n} had ended ({rec.outcome}) when the harness stopped; its record is "
+                            "now complete")
+    elif row is not None:  # only the clean-up was left
+        sandbox.remove_worktree(Path(marker["worktree"]))
+        sandbox.delete_ref(f"refs/autoresearch/running/{n}")
+        clear_marker(sandbox.path, marker)
+    elif not committed:
+        sandbox.remove_worktree(Path(marker["worktree"]))
+        ledger.append(runner.record_of(marker, "interrupted", detail="the harness was killed before this experiment's "
+                                       "commit; nothing ran"))
+        clear_marker(sandbox.path, marker)
+        out.messages.append(f"experiment {n} was stopped before its commit: nothing ran; recorded as interrupted")
+    elif marker.get("phase") == "confirming":
+        rows = runner.settle(marker, "the harness was stopped during a confirmation run")
+        out.messages.append(f"experiment {n} was stopped during its confirmation runs; decided on the "
+                            f"{len(marker['runs'])} run(s) it had: {rows[0].outcome}")
+    else:
+        runner.conclude(marker, runner.record_of(marker, "interrupted",
+                                                 detail="the harness was killed during this experiment"))
+        out.interrupted = n
+        out.messages.append(f"experiment {n} (runner {marker.get('runner')}) was interrupted by an earlier stop; "
+                            "recorded")
 
 
 def _settle(marker: dict, sandbox: Sandbox, ledger: Ledger, runner: ExperimentRunner, on_interrupted: str,
@@ -184,17 +228,24 @@ def clear_stale_git_locks(sandbox: Path, wait_s: float = GIT_LOCK_WAIT_S) -> boo
 def verify(sandbox: Sandbox, ledger: Ledger) -> list[str]:
     """Every way ``sandbox`` breaks the record's guarantees (empty: none):
 
-    - no experiment in flight and no uncommitted change to a tracked file;
+    - no experiment in flight (no marker, no running ref, no work tree of several runners) and no
+      uncommitted change to a tracked file;
     - results.tsv holds exactly the rows of trajectory.jsonl, in order;
-    - experiment numbers are 1, 2, 3 ... with none missing or repeated;
+    - experiment numbers are 1, 2, 3 ... with none missing or repeated (in that order with one
+      runner; several runners record in the order experiments end);
     - each experiment with a commit: its trailers carry its number and status; a kept one is on the
       branch, a discarded or crashed one is ``refs/autoresearch/discarded/<n>``; a repeat
       (confirmation, re-measure) names an earlier experiment and carries its commit;
     - no discarded ref without a row; the branch points at the best (the last kept) commit.
     """
     problems = []
-    if read_marker(sandbox.path) is not None:
+    if read_marker(sandbox.path) is not None or runner_markers(sandbox.path):
         problems.append("an experiment is still marked in flight")
+    if sandbox.running_refs():
+        problems.append(f"refs/autoresearch/running/ still names experiments {sorted(sandbox.running_refs())}")
+    worktrees = sandbox.path / WORKTREES_DIR
+    if worktrees.is_dir() and any(worktrees.iterdir()):
+        problems.append(f"work trees of experiments are left in {worktrees}")
     if sandbox.repo.is_dirty(untracked_files=False):
         problems.append("tracked files differ from HEAD")
     records = ledger.records()
@@ -206,7 +257,7 @@ def verify(sandbox: Sandbox, ledger: Ledger) -> list[str]:
     if actual != expected:
         problems.append("results.tsv does not match trajectory.jsonl row for row")
     numbers = [r["experiment"] for r in records]
-    if numbers != list(range(1, len(numbers) + 1)):
+    if sorted(numbers) != list(range(1, len(numbers) + 1)):
         problems.append(f"experiment numbers are not contiguous from 1: {numbers}")
     refs = sandbox.discarded_refs()
     on_branch = set(sandbox.git.rev_list("HEAD").split())

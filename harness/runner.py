@@ -294,6 +294,7 @@ def run_experiment(
     memory_limit_gb: float | None | str = "auto",
     checkpoint: bool = False,
     extra_env: dict[str, str] | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> RunResult:
     """Run ``command`` in ``cwd`` and return a classified :class:`RunResult`.
 
@@ -314,7 +315,9 @@ def run_experiment(
         memory_limit_gb: address-space limit of the child in GB; ``"auto"`` (default):
             :func:`default_memory_limit_bytes` (none where a GPU is present); None: no limit.
         checkpoint: ask prepare.py to save the weights after scoring.
-        extra_env: more variables for the child's environment (the preflight's smoke setting).
+        extra_env: more variables for the child's environment (the preflight's smoke setting,
+            a runner's device: :mod:`harness.runners`).
+        cpus: CPU cores the child is pinned to (one runner of several); None: any.
 
     Raises:
         KeyboardInterrupt: re-raised after the child's group has been killed.
@@ -345,6 +348,8 @@ def run_experiment(
         limits["RLIMIT_AS"] = mem
     if prefix:
         limits["RLIMIT_NPROC"] = NPROC_LIMIT
+    if cpus:
+        limits["cpus"] = sorted(cpus)
     argv = [*prefix, sys.executable, "-I", "-S", str(_SHIM), json.dumps(limits), "--", *resolve_command(command)]
     clock = None
     if gpu_present():

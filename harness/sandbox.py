@@ -12,14 +12,18 @@ Commit messages carry git trailers (``Experiment:``, ``Status:``, ``Val-Bpb:`` .
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import git
+from gitdb import IStream
 
 from .faults import point
 
 DISCARDED_PREFIX = "refs/autoresearch/discarded"
+#: an experiment of several runners in flight: its ``Status: running`` commit (see :mod:`harness.runners`)
+RUNNING_PREFIX = "refs/autoresearch/running"
 HARNESS_IDENTITY = ("autoresearch-harness", "harness@autoresearch.invalid")
 
 
@@ -151,8 +155,63 @@ class Sandbox:
 
     def discarded_refs(self) -> dict[int, str]:
         """Experiment number -> sha of every ref under ``refs/autoresearch/discarded/``."""
+        return self._numbered_refs(DISCARDED_PREFIX)
+
+    def running_refs(self) -> dict[int, str]:
+        """Experiment number -> sha of every ref under ``refs/autoresearch/running/`` (experiments
+        of several runners in flight)."""
+        return self._numbered_refs(RUNNING_PREFIX)
+
+    def _numbered_refs(self, prefix: str) -> dict[int, str]:
         out = {}
-        for line in self.git.for_each_ref("--format=%(refname) %(objectname)", DISCARDED_PREFIX).splitlines():
+        for line in self.git.for_each_ref("--format=%(refname) %(objectname)", prefix).splitlines():
             ref, sha = line.split()
             out[int(ref.rsplit("/", 1)[1])] = sha
         return out
+
+    # --- several runners: experiments off the branch, in worktrees ---------------------------
+    def commit_off_branch(self, files: dict[str, str], parent: str, message: str, experiment: int) -> str:
+        """Commit ``files`` (name -> text) on top of ``parent`` without moving the branch or
+        touching the work tree (a temporary index, ``git commit-tree``), and point
+        ``refs/autoresearch/running/<experiment>`` at it. Returns the new sha."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="harness-index-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            self.git.read_tree(parent, env=env)
+            for name, text in files.items():
+                data = text.encode("utf-8")
+                blob = self.repo.odb.store(IStream("blob", len(data), io.BytesIO(data))).hexsha.decode()
+                self.git.update_index("--add", "--cacheinfo", f"100644,{blob},{name}", env=env)
+            tree = self.git.write_tree(env=env)
+        commit = self.git.commit_tree(tree, "-p", parent, "-m", message)
+        self.git.update_ref(f"{RUNNING_PREFIX}/{experiment}", commit)
+        return commit
+
+    def recommit(self, commit: str, message: str) -> str:
+        """A new commit with ``commit``'s tree and parents and ``message`` (the final trailers of
+        an experiment that ran off the branch); returns its sha. Nothing else moves."""
+        c = self.repo.commit(commit)
+        parents = [a for p in c.parents for a in ("-p", p.hexsha)]
+        return self.git.commit_tree(c.tree.hexsha, *parents, "-m", message)
+
+    def delete_ref(self, ref: str) -> None:
+        """Delete ``ref`` (a full ref name); nothing when it does not exist."""
+        if self.git.for_each_ref(ref):
+            self.git.update_ref("-d", ref)
+
+    def add_worktree(self, folder: Path, rev: str) -> Path:
+        """Check ``rev`` out, detached, in a new linked work tree at ``folder`` (``git worktree
+        add``); an old one there is removed first. Returns ``folder``."""
+        self.remove_worktree(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        self.git.worktree("add", "--detach", "--force", str(folder), rev)
+        return folder
+
+    def remove_worktree(self, folder: Path) -> None:
+        """Remove the linked work tree at ``folder`` (and what the run left in it), if any."""
+        import shutil
+
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        self.git.worktree("prune")
