@@ -68,9 +68,13 @@ def init(directory: Path, corpus: str, time_budget: int, tag: str | None):
 @click.option("--gpus", default=None, metavar="IDS",
               help="run one experiment per GPU at once, e.g. --gpus 0,1,2,3 (each in its own git work tree)")
 @click.option("--workers", type=int, default=None,
-              help="run N experiments at once on CPUs, the cores split between them (each in its own git work tree)")
+              help="run N experiments at once on CPUs, the cores split between them (each in its own git work tree); "
+                   "with --ray, at most N at once")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="run each experiment as a Ray task with one GPU on the cluster at ADDRESS (as many at once as it "
+                   "has GPUs)")
 def start(directory: Path, hours, minutes, max_experiments, agent_spec, base_url, tool_choice, max_llm_usd, seed,
-          on_interrupted, gpus, workers):
+          on_interrupted, gpus, workers, ray_address):
     """Run the research loop in the sandbox DIRECTORY (default: here).
 
     The first experiment of a new sandbox is the unmodified baseline; on a sandbox that has run
@@ -109,7 +113,17 @@ def start(directory: Path, hours, minutes, max_experiments, agent_spec, base_url
     from .runners import places_for
 
     try:
-        places = places_for(directory, gpus, workers)
+        if ray_address is None:
+            places = places_for(directory, gpus, workers)
+        elif gpus is not None:
+            _fail("give --ray or --gpus, not both (a Ray cluster assigns the GPUs)", 2)
+        else:
+            from .cluster import ClusterError, RayCluster
+
+            try:
+                places = RayCluster(ray_address, directory).places(workers)
+            except ClusterError as exc:
+                _fail(str(exc))
     except ValueError as exc:
         _fail(str(exc), 2)
     session = Session(directory, cfg, agent, display, limits, on_interrupted=on_interrupted, places=places)

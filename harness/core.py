@@ -238,7 +238,7 @@ class ExperimentCore:
             LedgerError: as :meth:`check_disk`, or a row could not be written.
             KeyboardInterrupt: (:class:`Aborted`) after the run in flight was recorded.
         """
-        here = None if place is None else Place(self.path, place.env, place.cpus, None, place.label)
+        here = None if place is None else place.at(self.path, index=None)
         records = self.ledger.records()
         due = None if needs_baseline(records) else due_repeat(records, self.cfg.policy)
         if due is None and not needs_baseline(records):
@@ -300,8 +300,9 @@ class ExperimentCore:
             self.check_disk(n)
             files = self.files() if files is None else files
             self._keep_diff(n, proposal)
-            if files != self.files():  # several runners: another experiment was kept since it was checked
-                checked, files = recheck(proposal, files, self.files(), self.cfg), self.files()
+            now = self.files()
+            if files != now:  # several runners: another experiment was kept since it was checked
+                checked, files = recheck(proposal, files, now, self.cfg), now
             checked = checked or check_proposal(proposal, files, self.cfg)
             if checked.files is None:
                 return [self.refuse(n, proposal, checked.outcome, checked.detail, started, proposal.usage,

@@ -137,10 +137,13 @@ class ExperimentRunner:
         self.lock = threading.RLock()
         self.flying: dict[int, dict] = {}
         self._highest = 0
+        self._head_files: tuple = (None, {})
 
     def _subprocess(self, run_dir: Path, on_tick, place: Place):
         from .runner import run_experiment
 
+        if place.remote is not None:
+            return place.remote.run(self.cfg, place, run_dir, on_tick)
         return run_experiment(self.cfg.command, place.path, run_dir, self.cfg.time_budget_s,
                               self.cfg.hard_limit_s, self.cfg.over_budget_tolerance_s, on_tick,
                               checkpoint=self.cfg.checkpoints != "none", extra_env=place.env or None,
@@ -158,8 +161,13 @@ class ExperimentRunner:
         return self.sandbox.path / "runs" / str(n)
 
     def files_at_head(self) -> dict[str, str]:
-        """The editable files of the current best (HEAD): name -> text."""
-        return {f: self.sandbox.read(f) for f in self.cfg.editable_files}
+        """The editable files of the current best (HEAD): name -> text (read from git once per
+        HEAD commit; a copy)."""
+        with self.lock:
+            head = self.sandbox.head()
+            if self._head_files[0] != head:
+                self._head_files = (head, {f: self.sandbox.read(f) for f in self.cfg.editable_files})
+            return dict(self._head_files[1])
 
     def record_refusal(self, n: int, proposal: Optional[Proposal], outcome: str, detail: str,
                        started: float, usage: Usage, verdicts=(), **fields) -> ExperimentRecord:
@@ -259,7 +267,7 @@ class ExperimentRunner:
         n = marker["experiment"]
         several = marker.get("runner") is not None
         smoke = self.cfg.smoke_each and marker.get("proposal_format") not in (None, "baseline") and \
-            self.measure == self._subprocess
+            self.measure == self._subprocess and (place is None or place.remote is None)
         try:
             first = self._measure(self.run_dir(n), on_tick, smoke=smoke, place=place)
         except KeyboardInterrupt:

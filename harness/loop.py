@@ -74,15 +74,17 @@ class Session:
             :func:`harness.pipeline.pipelining` say).
         places: the runners (:func:`harness.runners.places_for`); more than one runs that many
             experiments at once. None: one, here.
+        measure: a simulated run function for the core (benchmarks; see
+            :class:`harness.experiment.ExperimentRunner`); None: real runs.
     """
 
     def __init__(self, path: Path, cfg: HarnessConfig, agent: Agent, display, limits: Limits,
                  on_interrupted: str = "record", pipelined: Optional[bool] = None,
-                 places: Optional[list[Place]] = None):
+                 places: Optional[list[Place]] = None, measure=None):
         self.path = Path(path)
         self.cfg, self.agent, self.display, self.limits = cfg, agent, display, limits
         self.core = ExperimentCore(self.path, cfg, agent.name, display, limits.deadline, limits.max_experiments,
-                                   on_interrupted)
+                                   on_interrupted, measure)
         self.control = self.core.control
         self.stopped: Optional[str] = None  # why the session stopped early on request
         self.pipelined = pipelining(cfg.pipeline, agent.name) if pipelined is None else pipelined

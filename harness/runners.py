@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -40,7 +40,9 @@ class Place:
         env: variables added to the run's environment (the runner's device, thread counts).
         cpus: CPU cores the run is pinned to (None: any).
         index: the runner's number, 0-based; None for the one runner of a plain session.
-        label: how the runner is named to the user (``gpu 1``, ``cpus 2-3``).
+        label: how the runner is named to the user (``gpu 1``, ``cpus 2-3``, ``ray 0``).
+        remote: where the run really happens when not on this machine (a
+            :class:`harness.cluster.RayCluster`; the work tree's files are shipped), else None.
     """
 
     path: Path
@@ -48,10 +50,11 @@ class Place:
     cpus: Optional[tuple] = None
     index: Optional[int] = None
     label: str = "here"
+    remote: object = field(default=None, compare=False)
 
-    def at(self, path: Path) -> "Place":
-        """The same runner working in ``path``."""
-        return Place(path, self.env, self.cpus, self.index, self.label)
+    def at(self, path: Path, index: Optional[int] = -1) -> "Place":
+        """The same runner working in ``path`` (with ``index``, when given, as its number)."""
+        return replace(self, path=Path(path), index=self.index if index == -1 else index)
 
 
 def worktree_of(sandbox: Path, n: int) -> Path:
