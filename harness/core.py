@@ -248,7 +248,7 @@ class ExperimentCore:
             self.check_disk(n)
             if not records and self.smoke_test:
                 self.begin(n, "preflight: a smoke run of train.py", "preflight")
-                self.events.message(preflight(self.path, self.cfg))
+                self.events.message(preflight(self.path, self.cfg, *((here.env, here.cpus) if here else ())))
             return self._run(n, None, {}, time.time(), here)
         self.check_disk(n)
         reason, of, index = due
@@ -341,11 +341,9 @@ class ExperimentCore:
         if self.control.stop() or self.abort.is_set():
             return rows
         if (rows[0].decision or {}).get("moved_to") and proposal is not None:
-            again = replace(proposal, description=f"{proposal.description} (again, on the new best: #{n} beat the "
-                                                  "best it started from)", usage=Usage())
             self.events.message(f"experiment {n} beat the best it started from but another experiment became the "
                                 "best while it ran; its edit runs again on the new best")
-            return rows + self.submit(again, time.time(), place=place)
+            return rows + self.submit(self._again(n, proposal, rows[0].commit), time.time(), place=place)
         if rows[0].outcome != "preempted":
             return rows
         retry = None if proposal is None else replace(
@@ -355,6 +353,21 @@ class ExperimentCore:
         self.begin(n2, retry.description if retry else BASELINE, "running")
         return rows + self._recorded(self.runner.run(n2, retry, files, time.time(), tick, on_commit,
                                                      retry_of=n, may_confirm=self._may_confirm, place=place))
+
+    def _again(self, n: int, proposal: Proposal, commit: str) -> Proposal:
+        """Experiment ``n``'s edit (its ``commit``) for a run on the new best: a three-way merge of
+        its commit into the best (so an edit near the kept one's still lands), as a diff against
+        the best; when they conflict, its own diff (which the check then refuses, saying why)."""
+        from .patch import make_unified_diff
+
+        desc = f"{proposal.description} (again, on the new best: #{n} beat the best it started from)"
+        with self.runner.lock:
+            best = self.files()
+            merged = self.sandbox.merged_onto_head(commit, list(best))
+        if merged is None:
+            return replace(proposal, description=desc, usage=Usage())
+        diff = "".join(make_unified_diff(best[f], merged[f], f) for f in best if merged[f] != best[f])
+        return replace(proposal, description=desc, diff=diff, usage=Usage())
 
     def _may_confirm(self, n: int) -> bool:
         """Confirmation run ``n`` may start: no stop ``now`` and the deadline leaves room for it."""

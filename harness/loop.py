@@ -219,7 +219,7 @@ class Session:
         if core.due():
             if self.pipelined and not needs_baseline(core.ledger.records()):
                 self._ask_ahead(core.files())  # the best runs again: the agent can think meanwhile
-            core.run_due()
+            core.run_due(self.places[0])
             return
         n = next_number(core.ledger.records())
         core.check_disk(n)
@@ -230,7 +230,7 @@ class Session:
         proposal, started, checked = taken
         if self.pipelined and checked.files is not None:
             self._ask_ahead(files, {"description": proposal.description, "file_key": file_key({**files, **checked.files})})
-        core.submit(proposal, started, files, checked)
+        core.submit(proposal, started, files, checked, place=self.places[0])
 
     def _context(self, n: int, files: dict, pending: tuple = ()) -> Context:
         """What the agent sees; ``pending`` (default: the experiments of several runners in

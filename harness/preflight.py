@@ -59,8 +59,9 @@ def smoke_run(sandbox: Path, cfg: HarnessConfig, run_dir: Path, on_tick=None, en
                           cpus=cpus)
 
 
-def preflight(sandbox: Path, cfg: HarnessConfig) -> Optional[str]:
-    """Run the smoke run of ``sandbox`` (its folder ``.harness/preflight/`` gets the log).
+def preflight(sandbox: Path, cfg: HarnessConfig, env: Optional[dict] = None, cpus=None) -> Optional[str]:
+    """Run the smoke run of ``sandbox`` (its folder ``.harness/preflight/`` gets the log), with a
+    runner's device variables ``env`` and cores ``cpus`` (:mod:`harness.runners`) when given.
 
     Returns:
         A one-line note for the session's output: how long the smoke run took, or why none ran.
@@ -68,7 +69,7 @@ def preflight(sandbox: Path, cfg: HarnessConfig) -> Optional[str]:
         PreflightError: the smoke run did not end with a valid score.
     """
     run_dir = Path(sandbox) / ".harness" / "preflight"
-    res = smoke_run(sandbox, cfg, run_dir)
+    res = smoke_run(sandbox, cfg, run_dir, env=env, cpus=cpus)
     if res is None:
         return "preflight skipped: this prepare.py has no smoke setting (AUTORESEARCH_SMOKE_S); the baseline runs as is"
     budget = min(SMOKE_S, cfg.time_budget_s)
