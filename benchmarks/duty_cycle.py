@@ -14,9 +14,11 @@ the session's wall time (from ``Session.run()`` to its return). Also counted: ro
 
 Prints each session, then the medians with min and max; the last line is
 ``duty_cycle=<pipelined median> sequential=<median> ratio=<pipelined / sequential> latency_s=<l>
-time_budget_s=<b> experiments=<n> pairs=<p>``.
+time_budget_s=<b> experiments=<n> pairs=<p>``. ``--pipelined-only`` runs only the pipelined
+sessions (long budgets; sequential and ratio print as ``-``).
 
 Usage: python benchmarks/duty_cycle.py [--pairs 2] [--experiments 8] [--latency 4] [--time-budget 10]
+       [--pipelined-only]
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=4.0, help="seconds each proposal takes")
     ap.add_argument("--time-budget", type=int, default=10)
     ap.add_argument("--corpus", default="shakespeare")
+    ap.add_argument("--pipelined-only", action="store_true", help="skip the sequential sessions")
     args = ap.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="duty-"))
@@ -101,7 +104,7 @@ def main() -> None:
           f"{args.experiments} rows per session, sandboxes under {root}", flush=True)
     got = {False: [], True: []}
     for p in range(args.pairs):
-        for pipelined in (False, True):
+        for pipelined in ((True,) if args.pipelined_only else (False, True)):
             r = one_session(root, p, pipelined, args)
             got[pipelined].append(r)
             print(f"pair {p + 1} {'pipelined ' if pipelined else 'sequential'}: duty cycle {r['duty']:.3f} "
@@ -109,9 +112,11 @@ def main() -> None:
     seq = [r["duty"] for r in got[False]]
     pipe = [r["duty"] for r in got[True]]
     for name, vals in (("sequential", seq), ("pipelined", pipe)):
-        print(f"{name}: median {statistics.median(vals):.3f}, min {min(vals):.3f}, max {max(vals):.3f}")
-    print(f"duty_cycle={statistics.median(pipe):.3f} sequential={statistics.median(seq):.3f} "
-          f"ratio={statistics.median(pipe) / statistics.median(seq):.3f} latency_s={args.latency:g} "
+        if vals:
+            print(f"{name}: median {statistics.median(vals):.3f}, min {min(vals):.3f}, max {max(vals):.3f}")
+    seq_m = f"{statistics.median(seq):.3f}" if seq else "-"
+    ratio = f"{statistics.median(pipe) / statistics.median(seq):.3f}" if seq else "-"
+    print(f"duty_cycle={statistics.median(pipe):.3f} sequential={seq_m} ratio={ratio} latency_s={args.latency:g} "
           f"time_budget_s={args.time_budget} experiments={args.experiments} pairs={args.pairs}")
 
 

@@ -24,7 +24,7 @@ from typing import Optional
 from .agents.base import Agent, AgentError, AgentExhausted, Context, Proposal
 from .agents.chat import EndpointDown
 from .config import HarnessConfig
-from .core import Aborted, ExperimentCore, needs_baseline
+from .core import Aborted, ExperimentCore
 from .decisions import file_key, noise
 from .experiment import Checked
 from .ledger import next_number
@@ -217,8 +217,8 @@ class Session:
         """
         core = self.core
         if core.due():
-            if self.pipelined and not needs_baseline(core.ledger.records()):
-                self._ask_ahead(core.files())  # the best runs again: the agent can think meanwhile
+            if self.pipelined:  # the baseline or the best runs (again): the agent can think meanwhile
+                self._ask_ahead(core.files())
             core.run_due(self.places[0])
             return
         n = next_number(core.ledger.records())

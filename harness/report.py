@@ -52,6 +52,8 @@ def print_status(sandbox: Path, console: Console | None = None) -> None:
             console.print(line)
             if state.get("description"):
                 console.print(f"  {state['description']}")
+            if state.get("in_flight"):
+                console.print(f"  in flight on several runners: experiments {', '.join(map(str, state['in_flight']))}")
         asked = Control(sandbox)
         stop = asked.stop()
         if stop:
