@@ -358,12 +358,15 @@ class ExperimentCore:
         """Experiment ``n``'s edit (its ``commit``) for a run on the new best: a three-way merge of
         its commit into the best (so an edit near the kept one's still lands), as a diff against
         the best; when they conflict, its own diff (which the check then refuses, saying why)."""
-        from .patch import make_unified_diff
+        from .patch import make_unified_diff, merge_files
 
         desc = f"{proposal.description} (again, on the new best: #{n} beat the best it started from)"
         with self.runner.lock:
             best = self.files()
-            merged = self.sandbox.merged_onto_head(commit, list(best))
+            names = list(best)
+            parent = self.sandbox.repo.commit(commit).parents[0].hexsha
+            merged = merge_files({f: self.sandbox.read(f, parent) for f in names}, best,
+                                 {f: self.sandbox.read(f, commit) for f in names})
         if merged is None:
             return replace(proposal, description=desc, usage=Usage())
         diff = "".join(make_unified_diff(best[f], merged[f], f) for f in best if merged[f] != best[f])

@@ -99,6 +99,69 @@ _FORMAT_HINT = (
 )
 
 
+def merge_files(base: dict[str, str], ours: dict[str, str], theirs: dict[str, str]) -> dict[str, str] | None:
+    """Three-way merge of two edits of the same files (name -> text): ``ours`` and ``theirs``
+    both started from ``base`` (``git merge-file``, line by line, as git merges a branch). Where
+    git calls edits of adjacent lines a conflict (two knobs on neighbouring lines), ``theirs`` is
+    taken when each of its changes replaces or deletes lines of ``base`` that appear exactly once,
+    unchanged, in ``ours`` (:func:`_replace_blocks`).
+
+    Returns:
+        name -> merged text for every file of ``ours``, or None when an edit conflicts (both
+        changed the same lines) or git cannot be run.
+    """
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="harness-merge-") as tmp:
+        for name, mine in ours.items():
+            old, other = base.get(name, ""), theirs.get(name, base.get(name, ""))
+            if other == old or other == mine:
+                out[name] = mine
+                continue
+            if mine == old:
+                out[name] = other
+                continue
+            paths = [Path(tmp) / f"{i}" for i in range(3)]
+            for path, text in zip(paths, (mine, old, other)):
+                path.write_text(text, encoding="utf-8")
+            try:
+                proc = subprocess.run(["git", "merge-file", "-p", "-q", *map(str, paths)], capture_output=True,
+                                      timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                return None
+            merged = proc.stdout.decode("utf-8") if proc.returncode == 0 else _replace_blocks(old, mine, other)
+            if merged is None:
+                return None
+            out[name] = merged
+    return out
+
+
+def _replace_blocks(base: str, ours: str, theirs: str) -> str | None:
+    """``ours`` with each change from ``base`` to ``theirs`` made again, when every change
+    replaces or deletes a block of ``base`` lines found exactly once in ``ours``; else None."""
+    old, mine, new = base.splitlines(keepends=True), ours.splitlines(keepends=True), theirs.splitlines(keepends=True)
+    edits = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        if i1 == i2:
+            return None  # a pure insertion: no line of ours to anchor it
+        block = old[i1:i2]
+        at = [k for k in range(len(mine) - len(block) + 1) if mine[k:k + len(block)] == block]
+        if len(at) != 1:
+            return None
+        edits.append((at[0], at[0] + len(block), new[j1:j2]))
+    edits.sort()
+    if any(a[1] > b[0] for a, b in zip(edits, edits[1:])):
+        return None
+    for start, end, lines in reversed(edits):
+        mine[start:end] = lines
+    return "".join(mine)
+
+
 def _normalize(diff_text: str, editable: tuple[str, ...]) -> str:
     """Unwrap a fence, add missing file headers, recount hunk lengths and end with a newline."""
     lines = diff_text.replace("\r\n", "\n").split("\n")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Callable, Optional
 
 from .agents.base import Context, Proposal
@@ -104,13 +105,26 @@ class ProposalAhead:
 def recheck(proposal: Proposal, files_then: dict, files_now: dict, cfg: HarnessConfig) -> Checked:
     """Check ``proposal`` (made against ``files_then``) against the current best ``files_now``.
 
-    Returns :func:`harness.experiment.check_proposal`'s result; when the best changed in between
-    and the proposal no longer applies or passes the rails there, the outcome is ``stale`` and
-    the detail says what failed.
+    Returns :func:`harness.experiment.check_proposal`'s result. When the best changed in between
+    and the diff no longer applies there as it stands (its context lines moved: an edit next to
+    the kept one), the edit is merged three ways instead (:func:`harness.patch.merge_files`: base
+    ``files_then``, the new best, the proposal applied to ``files_then``) and the merge is checked;
+    when that conflicts or fails the rails, the outcome is ``stale`` and the detail says what
+    failed.
     """
+    from .patch import make_unified_diff, merge_files
+
     checked = check_proposal(proposal, files_now, cfg)
     if checked.files is not None or files_then == files_now:
         return checked
+    then = check_proposal(proposal, files_then, cfg)
+    merged = None if then.files is None else merge_files(files_then, files_now, {**files_then, **then.files})
+    if merged is not None:
+        diff = "".join(make_unified_diff(files_now[f], merged[f], f) for f in files_now if merged[f] != files_now[f])
+        again = check_proposal(replace(proposal, diff=diff), files_now, cfg) if diff else checked
+        if again.files is not None:
+            return again
+        checked = again
     return Checked(None, "stale", "proposed while another experiment ran, against the best of that time; the best has "
                    f"changed since and the edit no longer fits it ({checked.outcome}: {checked.detail}). Nothing was "
                    "trained: propose again from the current best.", checked.rail_verdicts)

@@ -195,16 +195,6 @@ class Sandbox:
         parents = [a for p in c.parents for a in ("-p", p.hexsha)]
         return self.git.commit_tree(c.tree.hexsha, *parents, "-m", message)
 
-    def merged_onto_head(self, commit: str, names) -> dict[str, str] | None:
-        """Files ``names`` of a three-way merge of ``commit`` into HEAD (``git merge-tree
-        --write-tree``, base: their merge base, e.g. the best ``commit`` started from), or None
-        when they conflict (or this git, older than 2.38, cannot merge without a work tree)."""
-        try:
-            tree = self.git.merge_tree("--write-tree", "HEAD", commit).splitlines()[0]
-        except git.GitCommandError:
-            return None
-        return {name: self.git.show(f"{tree}:{name}", strip_newline_in_stdout=False) for name in names}
-
     def delete_ref(self, ref: str) -> None:
         """Delete ``ref`` (a full ref name); nothing when it does not exist."""
         if self.git.for_each_ref(ref):

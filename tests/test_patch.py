@@ -235,3 +235,19 @@ def test_make_unified_diff_passes_git_apply_check(tmp_path, old, new):
     subprocess.run(["git", "apply", "--check", "change.diff"], cwd=tmp_path, check=True)
     subprocess.run(["git", "apply", "change.diff"], cwd=tmp_path, check=True)
     assert (tmp_path / "train.py").read_text() == new
+
+
+def test_merge_files_merges_two_edits_three_ways_and_refuses_a_conflict():
+    from harness.patch import merge_files
+
+    base = {"train.py": "A = 1\nB = 2\nC = 3\nD = 4\n"}
+    kept = {"train.py": "A = 1\nB = 5\nC = 3\nD = 4\n"}
+    # apart: git merges; next to the kept edit (git calls it a conflict): the replaced line is
+    # still there once, so it is replaced; the same line, or an insertion beside it: refused
+    assert merge_files(base, kept, {"train.py": "A = 1\nB = 2\nC = 3\nD = 9\n"}) == \
+        {"train.py": "A = 1\nB = 5\nC = 3\nD = 9\n"}
+    assert merge_files(base, kept, {"train.py": "A = 1\nB = 2\nC = 7\nD = 4\n"}) == \
+        {"train.py": "A = 1\nB = 5\nC = 7\nD = 4\n"}
+    assert merge_files(base, kept, {"train.py": "A = 1\nB = 6\nC = 3\nD = 4\n"}) is None
+    assert merge_files(base, kept, {"train.py": "A = 1\nB = 2\nX = 0\nC = 3\nD = 4\n"}) is None
+    assert merge_files(base, kept, base) == kept

@@ -159,3 +159,18 @@ def test_pending_experiments_are_not_proposed_again():
 ])
 def test_when_to_pipeline(setting, agent, gpu, expected):
     assert pipelining(setting, agent, gpu) is expected
+
+
+def test_a_proposal_next_to_the_kept_edit_is_merged_onto_the_new_best(improving):
+    sandbox, base, better, value = improving
+    # WARMUP_FRAC is within 3 lines of WEIGHT_DECAY: the diff's context no longer matches, the merge does
+    neighbour = set_knobs(base, WARMUP_FRAC="0.07")
+    agent = Recorder(sandbox, [Proposal(f"WEIGHT_DECAY -> {value}", make_unified_diff(base, better)),
+                               Proposal("WARMUP_FRAC -> 0.07", make_unified_diff(base, neighbour))])
+
+    session(sandbox, agent).run()
+
+    rows = records(sandbox)
+    assert [r["outcome"] for r in rows][:2] == ["improved", "improved"] and rows[2]["outcome"] != "stale"
+    text = git.Repo(sandbox).git.show(f"{rows[2]['commit']}:train.py", strip_newline_in_stdout=False)
+    assert text == set_knobs(better, WARMUP_FRAC="0.07") and rows[2]["parent"] == rows[1]["commit"]
