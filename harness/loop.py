@@ -173,8 +173,8 @@ class Session:
                     break
                 if taken is not None:
                     proposal, started, checked = taken
-                    pool.start(place, lambda p=proposal, s=started, c=checked, at=place:
-                               core.submit(p, s, files, c, place=at))
+                    pool.start(place, lambda p=proposal, s=started, f=files, c=checked, at=place:
+                               core.submit(p, s, f, c, place=at))
                 elif self._failing():
                     self.display.message(self._failing())
                     break
