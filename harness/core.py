@@ -238,7 +238,7 @@ class ExperimentCore:
             LedgerError: as :meth:`check_disk`, or a row could not be written.
             KeyboardInterrupt: (:class:`Aborted`) after the run in flight was recorded.
         """
-        here = None if place is None else place.at(self.path, index=None)
+        here = None if place is None else replace(place, path=self.path, index=None)  # on the branch
         records = self.ledger.records()
         due = None if needs_baseline(records) else due_repeat(records, self.cfg.policy)
         if due is None and not needs_baseline(records):
@@ -298,9 +298,9 @@ class ExperimentCore:
             records = self.ledger.records()
             n = self.runner.reserve()
             self.check_disk(n)
-            files = self.files() if files is None else files
-            self._keep_diff(n, proposal)
             now = self.files()
+            files = now if files is None else files
+            self._keep_diff(n, proposal)
             if files != now:  # several runners: another experiment was kept since it was checked
                 checked, files = recheck(proposal, files, now, self.cfg), now
             checked = checked or check_proposal(proposal, files, self.cfg)

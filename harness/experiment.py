@@ -68,7 +68,7 @@ from .inflight import clear_marker, write_marker
 from .integrity import check_after_run, fingerprint
 from .ledger import STATUS_OF, ExperimentRecord, Ledger, next_number
 from .runners import Place, worktree_of
-from .sandbox import RUNNING_PREFIX, Sandbox, SandboxError, commit_message, parse_trailers
+from .sandbox import DISCARDED_PREFIX, RUNNING_PREFIX, Sandbox, SandboxError, commit_message, parse_trailers
 
 BASELINE = "baseline (unmodified train.py)"
 
@@ -502,8 +502,8 @@ class ExperimentRunner:
         head = parse_trailers(self.sandbox.head_message())
         if head.get("Experiment") == str(n) and head.get("Status") != "running":
             commit = self.sandbox.head()
-        elif n in self.sandbox.discarded_refs():
-            commit = self.sandbox.discarded_refs()[n]
+        elif n in (discarded := self.sandbox.discarded_refs()):
+            commit = discarded[n]
         else:
             running = self.sandbox.running_refs().get(n)
             if running is None:
@@ -517,10 +517,9 @@ class ExperimentRunner:
             if status == "keep":
                 self.sandbox.reset_hard(commit)
             else:
-                self.sandbox.git.update_ref(f"refs/autoresearch/discarded/{n}", commit)
+                self.sandbox.git.update_ref(f"{DISCARDED_PREFIX}/{n}", commit)
                 point("after_discard_ref")
-        self.sandbox.remove_worktree(worktree)
-        self.sandbox.delete_ref(f"{RUNNING_PREFIX}/{n}")
+        self.sandbox.drop_running(n, worktree)
         return commit
 
     def make_record(self, n, outcome, desc, started, usage: Usage, ended: Optional[float] = None,

@@ -83,7 +83,7 @@ def runner_markers(sandbox: Path) -> list[dict]:
     """The markers of several runners' experiments in flight, by number (unreadable ones skipped:
     a marker file is replaced atomically, so only a foreign file can be one)."""
     out = []
-    for path in sorted((Path(sandbox) / STATE_DIR / RUNNERS_DIR).glob("*.json")):
+    for path in (Path(sandbox) / STATE_DIR / RUNNERS_DIR).glob("*.json"):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):

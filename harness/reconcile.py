@@ -110,11 +110,10 @@ def _settle_off_branch(marker: dict, sandbox: Sandbox, ledger: Ledger, runner: E
         out.messages.append(f"experiment {n} had ended ({rec.outcome}) when the harness stopped; its record is "
                             "now complete")
     elif row is not None:  # only the clean-up was left
-        sandbox.remove_worktree(Path(marker["worktree"]))
-        sandbox.delete_ref(f"refs/autoresearch/running/{n}")
+        sandbox.drop_running(n, Path(marker["worktree"]))
         clear_marker(sandbox.path, marker)
     elif not committed:
-        sandbox.remove_worktree(Path(marker["worktree"]))
+        sandbox.drop_running(n, Path(marker["worktree"]))
         ledger.append(runner.record_of(marker, "interrupted", detail="the harness was killed before this experiment's "
                                        "commit; nothing ran"))
         clear_marker(sandbox.path, marker)

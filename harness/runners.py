@@ -52,9 +52,9 @@ class Place:
     label: str = "here"
     remote: object = field(default=None, compare=False)
 
-    def at(self, path: Path, index: Optional[int] = -1) -> "Place":
-        """The same runner working in ``path`` (with ``index``, when given, as its number)."""
-        return replace(self, path=Path(path), index=self.index if index == -1 else index)
+    def at(self, path: Path) -> "Place":
+        """The same runner working in ``path``."""
+        return replace(self, path=Path(path))
 
 
 def worktree_of(sandbox: Path, n: int) -> Path:

@@ -200,6 +200,12 @@ class Sandbox:
         if self.git.for_each_ref(ref):
             self.git.update_ref("-d", ref)
 
+    def drop_running(self, experiment: int, folder: Path) -> None:
+        """Remove what an experiment of several runners had in flight: its linked work tree at
+        ``folder`` and ``refs/autoresearch/running/<experiment>`` (each only if still there)."""
+        self.remove_worktree(folder)
+        self.delete_ref(f"{RUNNING_PREFIX}/{experiment}")
+
     def add_worktree(self, folder: Path, rev: str) -> Path:
         """Check ``rev`` out, detached, in a new linked work tree at ``folder`` (``git worktree
         add``); an old one there is removed first. Returns ``folder``."""

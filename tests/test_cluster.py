@@ -6,6 +6,7 @@ train.py's text; one test kills a node while its run is in flight."""
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 from pathlib import Path
@@ -47,20 +48,22 @@ def cluster():
     c.shutdown()
 
 
-def where_sandbox(make_sandbox, name: str, sleep_s: float) -> Path:
+def start_on_cluster(address: str, make_sandbox, tmp_path: Path, name: str, sleep_s: float, seed: int,
+                     experiments: int):
+    """A sandbox whose runs are ``where_train.py`` (``sleep_s`` each), and ``harness start --ray``
+    on it with a scripted agent: (sandbox, the running process)."""
     sandbox = make_sandbox(time_budget_s=1, allowance_s=60, name=name)
     toml = re.sub(r"command = \[.*\]", 'command = ["python", "where_train.py"]', (sandbox / "harness.toml").read_text())
     Sandbox(sandbox, "autoresearch/test").commit_files(
         {"harness.toml": toml, "where_train.py": WHERE_TRAIN.format(sleep_s=sleep_s)}, "score with where_train.py")
-    return sandbox
+    agent = f"scripted:{proposals(tmp_path / 'p.jsonl', random.Random(seed))}"
+    return sandbox, start(sandbox, "--max-experiments", experiments, "--agent", agent, "--ray", address)
 
 
 @pytest.mark.slow
 def test_a_session_on_a_ray_cluster_runs_on_its_gpus_and_the_record_agrees(cluster, make_sandbox, tmp_path):
     c, _ = cluster
-    sandbox = where_sandbox(make_sandbox, "ray-ok", 2.0)
-    agent = f"scripted:{proposals(tmp_path / 'p.jsonl', __import__('random').Random(2))}"
-    proc = start(sandbox, "--max-experiments", 10, "--agent", agent, "--ray", c.address)
+    sandbox, proc = start_on_cluster(c.address, make_sandbox, tmp_path, "ray-ok", 2.0, seed=2, experiments=10)
     out, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err + out
     assert "2 runners (ray 0, ray 1)" in out
@@ -78,9 +81,7 @@ def test_a_session_on_a_ray_cluster_runs_on_its_gpus_and_the_record_agrees(clust
 @pytest.mark.slow
 def test_a_node_lost_mid_run_is_recorded_preempted_and_run_again(cluster, make_sandbox, tmp_path):
     c, nodes = cluster
-    sandbox = where_sandbox(make_sandbox, "ray-kill", 10.0)
-    agent = f"scripted:{proposals(tmp_path / 'p.jsonl', __import__('random').Random(4))}"
-    proc = start(sandbox, "--max-experiments", 4, "--agent", agent, "--ray", c.address)
+    sandbox, proc = start_on_cluster(c.address, make_sandbox, tmp_path, "ray-kill", 10.0, seed=4, experiments=4)
     markers = sandbox / ".harness" / "inflight"
     deadline = time.monotonic() + 200
     while time.monotonic() < deadline:  # both runners busy with proposals, their tasks started
