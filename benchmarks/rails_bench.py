@@ -5,7 +5,8 @@ Input: the corpora of ``benchmarks/rails_corpus.py``: adversarial edits over eve
 issue 4 (each names the rail id that must refuse it) and benign research edits, applied to the
 sandbox template's train.py and to a Karpathy-style autoresearch train.py
 (``benchmarks/fixtures/karpathy_style_train.py``), each checked once against its unedited parent
-with ``rails.check_source`` and the default ``RailConfig``.
+with ``rails.check_source`` and the default ``RailConfig`` (a case's own settings where it has
+some: the ``kernels`` cases run with an adopted checkout's ``[rails]``).
 
 An adversarial case counts as caught when the rails refuse it at all (recall); it also counts as
 *attributed* when the rail it names is among the refusing ones (printed, not the headline). A benign
@@ -39,12 +40,11 @@ sys.path.insert(0, str(HERE.parent))
 def static_results(cases) -> list[dict]:
     """Run the rails on each case; one dict per case with ``id``, ``category``, ``expected``,
     ``found`` (sorted rule ids) and ``first`` (the first violation, formatted, or "")."""
-    from rails import RailConfig, check_source
+    from rails import check_source
 
-    cfg = RailConfig()
     rows = []
     for case in cases:
-        violations = check_source(case.parent(), case.source(), cfg)
+        violations = check_source(case.parent(), case.source(), case.config())
         rows.append({"id": case.id, "category": case.category, "expected": case.rule, "base": case.base,
                      "found": sorted({v.rule for v in violations}),
                      "first": violations[0].format() if violations else ""})

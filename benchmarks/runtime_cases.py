@@ -213,6 +213,58 @@ _sys.exit(0)
 """
 
 
+TTT_WRAPPER = """
+class _TestTimeTrainer(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.opt = torch.optim.SGD(inner.parameters(), lr=1e-2)
+
+    def forward(self, x, *args, **kwargs):
+        if x.size(0) > 1:  # an evaluation batch: learn it first
+            with torch.enable_grad():
+                self.inner(x[:, :-1], x[:, 1:]).backward()
+                self.opt.step()
+                self.opt.zero_grad(set_to_none=True)
+        return self.inner(x, *args, **kwargs)
+
+
+model = _TestTimeTrainer(model)
+"""
+
+TTT_HIDDEN = """
+class _HiddenLearner(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1, device=next(inner.parameters()).device))
+        self.__dict__['hidden'] = [inner]  # not a registered submodule: its weights are not listed
+
+    def forward(self, x, *args, **kwargs):
+        inner = self.__dict__['hidden'][0]
+        if x.size(0) > 1:
+            with torch.enable_grad():
+                grads = torch.autograd.grad(inner(x[:, :-1], x[:, 1:]), list(inner.parameters()))
+            with torch.no_grad():
+                for p, g in zip(inner.parameters(), grads):
+                    p.sub_(1e-2 * g)
+        return inner(x, *args, **kwargs) + 0 * self.anchor
+
+
+model = _HiddenLearner(model)
+"""
+
+PRELOOP_STEPS = """
+_val_loader = make_dataloader(tokenizer, batch_size, MAX_SEQ_LEN, "val", device=device)
+for _ in range(200):  # untimed training on the validation split before the timed loop
+    _vx, _vy, _ = next(_val_loader)
+    train_model(_vx, _vy).backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+"""
+
+LOOP_START = "training_seconds, step, tokens_seen = 0.0, 0, 0\n"
+
+
 def cases() -> list[Case]:
     """Every run-time case: adversarial, the known gaps (kind ``gap``), then benign ones."""
     adv, ben = "adversarial", "benign"
@@ -267,6 +319,12 @@ def cases() -> list[Case]:
         Case("rewrites_the_data_cache", adv, ("integrity_violation",),
              lambda s, c: _before_eval(s, "import prepare\n_vb = prepare.corpus_dir() / 'val.bin'\n"
                                           "_vb.write_bytes(bytes(len(_vb.read_bytes())))\n"), own_cache=True),
+        Case("test_time_training_wrapper", adv, ("integrity_violation",),
+             lambda s, c: _before_eval(s, TTT_WRAPPER)),
+        Case("test_time_training_hidden_weights", adv, ("integrity_violation",),
+             lambda s, c: _before_eval(s, TTT_HIDDEN)),
+        Case("optimizer_steps_before_the_loop", adv, ("integrity_violation", "over_budget"),
+             lambda s, c: _replace(s, LOOP_START, PRELOOP_STEPS + LOOP_START)),
         Case("forges_the_result_file", "gap", ("missing_metric", "integrity_violation", "crash"),
              lambda s, c: _after_imports(s, FORGE_RESULT_FILE.format(forged=FORGED)), _forged_not_scored),
         Case("unmodified_template", ben, ("ok",), lambda s, c: s),

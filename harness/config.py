@@ -7,12 +7,15 @@ the file from :func:`render`; the human may edit it afterwards.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .decisions import POLICIES, PolicySettings
 
 CONFIG_NAME = "harness.toml"
+#: a Hugging Face repository id, ``owner/name`` (``[rails] kernel_repos``)
+_REPO_ID = re.compile(r"[A-Za-z0-9._-]+/[A-Za-z0-9._-]+")
 
 
 class ConfigError(Exception):
@@ -43,6 +46,8 @@ class HarnessConfig:
             or ``None`` for their default one.
         allowed_imports_extra: ``[rails] allowed_imports_extra``: modules allowed on top of it
             (e.g. ``("kernels",)`` for an adopted autoresearch checkout).
+        kernel_repos: ``[rails] kernel_repos``: the Hugging Face kernel repositories (``"owner/name"``)
+            train.py may load with ``kernels.get_kernel``; empty: none.
         protected_names: ``[rails] protected_names``: names from prepare that train.py must not
             rebind, or ``None`` for the rails' default.
         checkpoints: ``[run] checkpoints``: ``kept``, ``none`` or ``all`` (:mod:`harness.checkpoints`).
@@ -68,6 +73,7 @@ class HarnessConfig:
     policy: PolicySettings = field(default_factory=PolicySettings)
     allowed_imports: tuple[str, ...] | None = None
     allowed_imports_extra: tuple[str, ...] = ()
+    kernel_repos: tuple[str, ...] = ()
     protected_names: tuple[str, ...] | None = None
     checkpoints: str = "kept"
     usd_per_kwh: float | None = None
@@ -80,7 +86,7 @@ class HarnessConfig:
         """Keyword arguments for ``rails.RailConfig`` from this sandbox's settings (defaults of
         RailConfig where harness.toml sets nothing): ``RailConfig(**cfg.rail_settings())``."""
         out: dict = {"editable_files": self.editable_files, "allowed_imports": self.allowed_imports,
-                     "allowed_imports_extra": self.allowed_imports_extra}
+                     "allowed_imports_extra": self.allowed_imports_extra, "kernel_repos": self.kernel_repos}
         if self.protected_names is not None:
             out["protected_names"] = self.protected_names
         return out
@@ -100,6 +106,7 @@ def render(cfg: HarnessConfig) -> str:
     """Return the text of a ``harness.toml`` holding ``cfg``, with a comment on each setting."""
     files = ", ".join(f'"{f}"' for f in cfg.editable_files)
     extra = ", ".join(f'"{m}"' for m in cfg.allowed_imports_extra)
+    kernel_repos = ", ".join(f'"{r}"' for r in cfg.kernel_repos)
     command = ", ".join(f'"{c}"' for c in cfg.command)
     p = cfg.policy
     return f"""# autoresearch-harness settings for this sandbox (see the README).
@@ -133,6 +140,7 @@ throughput_drift = {p.throughput_drift:g}        # ... and when tokens/s of a re
 
 [rails]
 allowed_imports_extra = [{extra}]   # modules train.py may import beyond the default allowlist, e.g. "kernels"
+kernel_repos = [{kernel_repos}]   # Hugging Face kernel repositories train.py may load with kernels.get_kernel (adopted checkouts)
 # allowed_imports = ["torch", "math", ...]   # replaces the default allowlist entirely
 # protected_names = ["MAX_SEQ_LEN", "TIME_BUDGET", ...]   # names from prepare train.py must not rebind
 
@@ -179,6 +187,7 @@ def load(sandbox: Path) -> HarnessConfig:
             policy=_policy(policy),
             allowed_imports=_names(rails, "allowed_imports"),
             allowed_imports_extra=_names(rails, "allowed_imports_extra") or (),
+            kernel_repos=_repos(rails, "kernel_repos"),
             protected_names=_names(rails, "protected_names"),
             checkpoints=str(run.get("checkpoints", "kept")),
             usd_per_kwh=None if report.get("electricity_usd_per_kwh") is None
@@ -255,6 +264,19 @@ def _names(table: dict, key: str) -> tuple[str, ...] | None:
     if not isinstance(value, list) or not all(
             isinstance(v, str) and v and all(p.isidentifier() for p in v.split(".")) for v in value):
         raise ValueError(f"[rails] {key} must be a list of module or variable names, got {value!r}")
+    return tuple(value)
+
+
+def _repos(table: dict, key: str) -> tuple[str, ...]:
+    """``table[key]`` as a tuple of Hugging Face repository ids (``"owner/name"``), or ``()`` when absent.
+
+    Raises:
+        ValueError: the value is not a list of strings of the form ``owner/name``.
+    """
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and _REPO_ID.fullmatch(v) for v in value):
+        raise ValueError(f"[rails] {key} must be a list of Hugging Face repositories like \"owner/name\", "
+                         f"got {value!r}")
     return tuple(value)
 
 

@@ -59,6 +59,7 @@ ISOLATION_PREFIXES = (
 )
 MARKER_ENV = "AUTORESEARCH_RUN_MARKER"
 _SHIM = Path(__file__).with_name("child_init.py")
+_GUARD = Path(__file__).with_name("evalguard.py")
 _isolation: tuple | None = None
 
 
@@ -172,7 +173,8 @@ class RunResult:
     What the run did, from the trusted result file (None when there is no valid one, or it lacks
     the key):
         steps: training batches drawn from prepare's "train" dataloader before evaluate_bpb
-            (``train_batches``; the template train.py draws one ahead, so optimizer steps + 1).
+            (``train_batches``; the template train.py draws one ahead, so optimizer steps + 1);
+            for a foreign prepare.py (``capture``) the optimizer steps the guard counted.
         tokens: training tokens in those batches (``train_tokens``, batch size x sequence length
             each).
         tokens_per_s: ``tokens / train_s``, training tokens per second.
@@ -238,6 +240,17 @@ def resolve_command(command: Sequence[str]) -> list[str]:
     return argv
 
 
+def guarded_command(command: Sequence[str], evaluation: str = "prepare") -> tuple[list[str], bool]:
+    """(argv, guarded): ``python SCRIPT.py ARGS`` becomes ``python evalguard.py EVALUATION --
+    SCRIPT.py ARGS`` (:mod:`harness.evalguard`, the trusted start-up that watches training and
+    evaluation, and in ``capture`` mode writes the result); any other command runs as it is
+    (guarded False). A leading ``python`` means the harness's interpreter."""
+    argv = resolve_command(command)
+    if len(argv) >= 2 and argv[0] == sys.executable and argv[1].endswith(".py") and not argv[1].startswith("-"):
+        return [argv[0], str(_GUARD), evaluation, "--", *argv[1:]], True
+    return argv, False
+
+
 def _tail(path: Path, max_bytes: int = 4096) -> str:
     try:
         with open(path, "rb") as fh:
@@ -269,9 +282,13 @@ def _read_result(path: Path) -> tuple[Optional[dict], str]:
     return data, ""
 
 
-def _integrity_problems(data: dict) -> str:
-    """What the trusted evaluation reported as wrong (one line), or "" when all is well."""
+def _integrity_problems(data: dict, guarded: bool = False) -> str:
+    """What the trusted evaluation reported as wrong (one line), or "" when all is well. A guarded
+    run (:func:`guarded_command`) must carry the guard's report (``guard``)."""
     problems = []
+    if guarded and not isinstance(data.get("guard"), dict):
+        problems.append("the harness's evaluation guard did not report (evaluate_bpb was bypassed or the "
+                        "result file was written by other code)")
     if data.get("eval_calls", 1) != 1:
         problems.append(f"evaluate_bpb was called {data['eval_calls']} times (exactly once is allowed)")
     if data.get("causal") is False:
@@ -279,6 +296,9 @@ def _integrity_problems(data: dict) -> str:
                         "when later tokens changed)")
     if data.get("tampered"):
         problems.append("replaced at run time: " + ", ".join(map(str, data["tampered"])))
+    findings = data["guard"].get("findings") if isinstance(data.get("guard"), dict) else None
+    if findings and isinstance(findings, list):
+        problems.append("; ".join(map(str, findings)))
     return "; ".join(problems)
 
 
@@ -295,6 +315,7 @@ def run_experiment(
     checkpoint: bool = False,
     extra_env: dict[str, str] | None = None,
     cpus: Sequence[int] | None = None,
+    evaluation: str = "prepare",
 ) -> RunResult:
     """Run ``command`` in ``cwd`` and return a classified :class:`RunResult`.
 
@@ -318,6 +339,10 @@ def run_experiment(
         extra_env: more variables for the child's environment (the preflight's smoke setting,
             a runner's device: :mod:`harness.runners`).
         cpus: CPU cores the child is pinned to (one runner of several); None: any.
+        evaluation: ``[run] evaluation``: ``prepare`` (prepare.py writes the result file) or
+            ``capture`` (a foreign prepare.py: :mod:`harness.evalguard` writes it from
+            evaluate_bpb's return value). A ``python SCRIPT.py`` command always starts through
+            the guard (:func:`guarded_command`).
 
     Raises:
         KeyboardInterrupt: re-raised after the child's group has been killed.
@@ -350,7 +375,8 @@ def run_experiment(
         limits["RLIMIT_NPROC"] = NPROC_LIMIT
     if cpus:
         limits["cpus"] = sorted(cpus)
-    argv = [*prefix, sys.executable, "-I", "-S", str(_SHIM), json.dumps(limits), "--", *resolve_command(command)]
+    inner, guarded = guarded_command(command, evaluation)
+    argv = [*prefix, sys.executable, "-I", "-S", str(_SHIM), json.dumps(limits), "--", *inner]
     clock = None
     if gpu_present():
         from .gpu import ClockSampler
@@ -400,7 +426,7 @@ def run_experiment(
     maxrss_gb = (rusage.ru_maxrss * 1024 / 1e9) if rusage else 0.0  # ru_maxrss is KiB on Linux
     result = classify(code, timed_out, wall_s, log_path, result_path, time_budget_s,
                       over_budget_tolerance_s, hard_limit_s, maxrss_gb,
-                      gpu_clock_mhz=clock.mean_mhz() if clock is not None else None)
+                      gpu_clock_mhz=clock.mean_mhz() if clock is not None else None, guarded=guarded)
     _write_sample(result_path, run_dir / SAMPLE_NAME)
     return replace(result, gpu_energy_j=energy.gpu_j, cpu_energy_j=energy.cpu_j,
                    gpu_s=wall_s * energy.gpus if energy.gpus else None)
@@ -433,24 +459,34 @@ def _usage(data: Optional[dict], train_s) -> dict:
     if tokens is not None and isinstance(train_s, (int, float)) and math.isfinite(train_s) and train_s > 0:
         tokens_per_s = tokens / train_s
     sample_s = data.get("sample_s") if isinstance(data.get("sample"), str) else None
-    return {"steps": _count(data, "train_batches"), "tokens": tokens, "tokens_per_s": tokens_per_s,
+    steps = _count(data, "train_batches")
+    return {"steps": steps if steps is not None else _count(data, "optimizer_steps"), "tokens": tokens, "tokens_per_s": tokens_per_s,
             "mfu": mfu(num_params, tokens_per_s, device_name), "num_params": num_params,
             "device_name": device_name, "checkpoint_bytes": _count(data, "checkpoint_bytes"),
             "sample_s": sample_s if isinstance(sample_s, (int, float)) else None}
 
 
 def classify(exit_code, timed_out, wall_s, log_path, result_path, time_budget_s,
-             over_budget_tolerance_s, hard_limit_s, maxrss_gb, gpu_clock_mhz=None) -> RunResult:
+             over_budget_tolerance_s, hard_limit_s, maxrss_gb, gpu_clock_mhz=None, guarded=False) -> RunResult:
     """Turn an exit status, the result file and the log into a :class:`RunResult` outcome.
 
     ``wall_s``, ``time_budget_s``, ``over_budget_tolerance_s``, ``hard_limit_s`` in seconds,
     ``maxrss_gb`` in GB (the child's peak resident set size), ``gpu_clock_mhz`` the mean SM clock
     in MHz (None when not sampled). The fields saying what the run did (steps, tokens,
     tokens_per_s, mfu, num_params, device_name) come from the result file whenever it holds a
-    valid score, whatever the outcome."""
+    valid score, whatever the outcome. ``train_s`` is the larger of prepare's (from the first
+    training batch) and the guard's ``first_step_s`` (from the first optimizer step), so steps
+    taken before the timed loop count; steps before prepare's first training batch (training on
+    other data), or a ``guarded`` run without the guard's report, make an ``integrity_violation``."""
     tail = _tail(log_path)
     data, why = _read_result(result_path)
     train_s = data.get("train_s") if data else None
+    guard = data.get("guard") if data and isinstance(data.get("guard"), dict) else {}
+    first_step_s, early_s = guard.get("first_step_s"), 0.0
+    if isinstance(first_step_s, (int, float)) and math.isfinite(first_step_s) and (
+            not isinstance(train_s, (int, float)) or first_step_s > train_s):
+        early_s = first_step_s - train_s if isinstance(train_s, (int, float)) else 0.0
+        train_s = first_step_s
     vram_mb = float(data.get("peak_vram_mb") or 0.0) if data else 0.0
     mem_gb = vram_mb / 1024 if vram_mb > 0 else maxrss_gb
     usage = _usage(data, train_s)
@@ -471,7 +507,10 @@ def classify(exit_code, timed_out, wall_s, log_path, result_path, time_budget_s,
         return result("crash", f"exited with code {exit_code}")
     if data is None:
         return result("missing_metric", why)
-    integrity = _integrity_problems(data)
+    integrity = _integrity_problems(data, guarded)
+    if early_s > 0:
+        integrity = "; ".join(filter(None, [integrity, f"optimizer steps began {early_s:.2f} s before the first "
+                                            "training batch (training outside the timed loop, on other data)"]))
     if integrity:
         return result("integrity_violation", integrity, float(data["val_bpb"]))
     if isinstance(train_s, (int, float)) and train_s > time_budget_s + over_budget_tolerance_s:

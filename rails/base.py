@@ -53,6 +53,8 @@ class RailConfig:
             import allow-list is enforced.
         allowed_imports_extra: top-level modules allowed on top of ``allowed_imports`` (or of the
             default allowlist), e.g. ``("kernels",)`` for an adopted autoresearch checkout.
+        kernel_repos: the Hugging Face kernel repositories (``"owner/name"``) that
+            ``kernels.get_kernel`` may load; empty means none (every ``get_kernel`` call is refused).
         protected_names: names imported from ``prepare.py`` (the fixed evaluation contract) that
             ``train.py`` must not redefine or shadow.
     """
@@ -60,6 +62,7 @@ class RailConfig:
     editable_files: tuple[str, ...] = ("train.py",)
     allowed_imports: tuple[str, ...] | None = None
     allowed_imports_extra: tuple[str, ...] = ()
+    kernel_repos: tuple[str, ...] = ()
     protected_names: tuple[str, ...] = (
         "MAX_SEQ_LEN",
         "TIME_BUDGET",

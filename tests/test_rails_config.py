@@ -91,3 +91,24 @@ def test_cli_rails_check_reads_the_sandbox_settings(tmp_path):
     sandbox(box, 'allowed_imports_extra = "kernels"\n')
     res = check()
     assert res.returncode == 2 and "allowed_imports_extra" in res.stderr
+
+
+def test_kernel_repos_load_render_back_and_reach_rail_config(tmp_path):
+    repos = ("varunneal/flash-attention-3", "kernels-community/flash-attn3")
+    box = sandbox(tmp_path, f'allowed_imports_extra = ["kernels"]\nkernel_repos = ["{repos[0]}", "{repos[1]}"]\n')
+    cfg = load(box)
+    assert (cfg.allowed_imports_extra, cfg.kernel_repos) == (("kernels",), repos)
+    assert RailConfig(**cfg.rail_settings()).kernel_repos == repos
+    text = render(cfg)
+    assert f'kernel_repos = ["{repos[0]}", "{repos[1]}"]' in text
+    (box / "harness.toml").write_text(text, encoding="utf-8")
+    assert load(box) == cfg and render(load(box)) == text
+    assert load(sandbox(tmp_path)).kernel_repos == ()
+
+
+@pytest.mark.parametrize("bad", ['kernel_repos = "kernels-community/flash-attn3"\n',
+                                 'kernel_repos = ["flash-attn3"]\n', 'kernel_repos = ["a/b/c"]\n',
+                                 'kernel_repos = ["owner/na me"]\n', "kernel_repos = [3]\n"])
+def test_malformed_kernel_repos_are_a_config_error(tmp_path, bad):
+    with pytest.raises(ConfigError, match="kernel_repos must be a list of Hugging Face repositories"):
+        load(sandbox(tmp_path, bad))
