@@ -23,20 +23,36 @@ def main():
 
 
 @main.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.option("--corpus", default="shakespeare", show_default=True,
               help="shakespeare | tinystories | pystdlib | a path to a text file or folder")
 @click.option("--time-budget", "time_budget", type=int, default=60, show_default=True,
               help="training seconds per experiment (use 300 on a GPU, as autoresearch does)")
 @click.option("--tag", default=None, help="run tag; experiments go on branch autoresearch/<tag> (default: today, e.g. nov21)")
-def init(directory: Path, corpus: str, time_budget: int, tag: str | None):
-    """Create a sandbox in DIRECTORY and prepare its data."""
+@click.option("--adopt", "adopt_path", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="turn this existing autoresearch checkout (karpathy/autoresearch or a fork) into a sandbox: in "
+                   "place, or cloned into DIRECTORY when given; its train.py, prepare.py, program.md and data stay")
+def init(directory: Path | None, corpus: str, time_budget: int, tag: str | None, adopt_path: Path | None):
+    """Create a sandbox in DIRECTORY and prepare its data (or adopt a checkout with --adopt)."""
     from .init import InitError, create_sandbox, default_tag
 
-    try:
-        cfg = create_sandbox(directory, corpus, time_budget, tag or default_tag())
-    except InitError as exc:
-        _fail(str(exc))
+    if adopt_path is not None:
+        from .adopt import adopt
+
+        try:
+            done = adopt(adopt_path, directory, tag)
+        except InitError as exc:
+            _fail(str(exc))
+        for note in done.notes:
+            click.echo(note)
+        directory, cfg = done.path, done.cfg
+    elif directory is None:
+        _fail("give a DIRECTORY for the new sandbox (or --adopt PATH to adopt an autoresearch checkout)", 2)
+    else:
+        try:
+            cfg = create_sandbox(directory, corpus, time_budget, tag or default_tag())
+        except InitError as exc:
+            _fail(str(exc))
     click.echo(f"\nSandbox ready in {directory} on branch {cfg.branch} (time budget {cfg.time_budget_s} s).")
     click.echo("Next:")
     click.echo(f"  harness start {directory} --hours 8        # run experiments (Ctrl-C stops cleanly)")

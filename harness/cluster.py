@@ -53,7 +53,8 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
 
 
 def run_on_node(files: dict, data: dict, corpus_dir: Optional[str], command: list, time_budget_s: float,
-                hard_limit_s: float, tolerance_s: float, checkpoint: bool, env: dict) -> dict:
+                hard_limit_s: float, tolerance_s: float, checkpoint: bool, env: dict,
+                evaluation: str = "prepare") -> dict:
     """The body of a Ray task (also callable directly): run ``command`` on ``files`` (relative
     path -> bytes) with the prepared corpus ``data`` (relative path -> bytes, under the cache root
     as ``corpus_dir``) in a fresh folder of this node.
@@ -78,7 +79,7 @@ def run_on_node(files: dict, data: dict, corpus_dir: Optional[str], command: lis
         os.environ[CACHE_ENV] = str(cache)  # the run's data root (harness.datacache.root reads it first)
         gpu = {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
         res = run_experiment(command, tree, run_dir, time_budget_s, hard_limit_s, tolerance_s,
-                             checkpoint=checkpoint, extra_env={**env, **gpu})
+                             checkpoint=checkpoint, extra_env={**env, **gpu}, evaluation=evaluation)
         tampered = sorted(rel for rel, blob in shipped.items()
                           if not (work / rel).is_file() or _sha((work / rel).read_bytes()) != _sha(blob))
         result = {f.name: getattr(res, f.name) for f in fields(res) if f.name != "log_path"}
@@ -148,7 +149,8 @@ class RayCluster:
         files = {name: (place.path / name).read_bytes() for name in tracked if name and (place.path / name).is_file()}
         corpus, data = self._corpus()
         ref = self._task.remote(files, data, corpus, list(cfg.command), cfg.time_budget_s, cfg.hard_limit_s,
-                                cfg.over_budget_tolerance_s, cfg.checkpoints != "none", dict(place.env))
+                                cfg.over_budget_tolerance_s, cfg.checkpoints != "none", dict(place.env),
+                                cfg.evaluation)
         run_dir.mkdir(parents=True, exist_ok=True)
         log = run_dir / "run.log"
         start = time.monotonic()

@@ -61,6 +61,13 @@ class HarnessConfig:
             proposal while a run trains (:mod:`harness.pipeline`).
         smoke_each: ``[run] smoke_each``: a smoke run of a few seconds before each proposal's full
             run; a failing one ends the experiment at once (:func:`harness.preflight.smoke_run`).
+        evaluation: ``[run] evaluation``: ``prepare`` (the harness's prepare.py writes the trusted
+            result) or ``capture`` (a prepare.py the harness did not write, e.g. an adopted
+            autoresearch checkout: :mod:`harness.evalguard` records evaluate_bpb's return value);
+            ``capture`` needs a ``python SCRIPT.py`` command.
+        data_home: ``[run] data_home``: the HOME every run gets, for an adopted checkout whose
+            prepare.py keeps its data under ``~`` (``~/.cache/autoresearch``), or None (the
+            caller's HOME).
     """
 
     tag: str
@@ -81,6 +88,8 @@ class HarnessConfig:
     data_cache: str | None = None
     pipeline: str = "auto"
     smoke_each: bool = False
+    evaluation: str = "prepare"
+    data_home: str | None = None
 
     def rail_settings(self) -> dict:
         """Keyword arguments for ``rails.RailConfig`` from this sandbox's settings (defaults of
@@ -124,6 +133,8 @@ checkpoints = "{cfg.checkpoints}"          # weights in runs/<n>/model.pt: kept 
 pipeline = "{cfg.pipeline}"            # propose the next experiment while one trains: auto (on with a GPU or an API agent) | on | off
 smoke_each = {str(cfg.smoke_each).lower()}           # a 3 s smoke run before each proposal's full run (catches late crashes early; README "Keeping the accelerator busy")
 {'' if cfg.data_cache else '# '}data_cache = "{cfg.data_cache or ''}"   # where the prepared data is, whoever runs the harness ($AUTORESEARCH_CACHE wins)
+evaluation = "{cfg.evaluation}"         # prepare: prepare.py writes the trusted result | capture: the harness records evaluate_bpb's value (adopted checkouts)
+{'' if cfg.data_home else '# '}data_home = "{cfg.data_home or ''}"   # HOME of every run (an adopted checkout's prepare.py finds its data under ~)
 
 [agent]
 spec = "{cfg.agent}"                 # local | hybrid | optuna | optuna:cmaes | scripted:FILE | anthropic:MODEL | openai:MODEL (see the README)
@@ -196,11 +207,19 @@ def load(sandbox: Path) -> HarnessConfig:
             data_cache=None if run.get("data_cache") is None else str(run["data_cache"]),
             pipeline=str(run.get("pipeline", "auto")),
             smoke_each=_flag(run, "smoke_each", False),
+            evaluation=str(run.get("evaluation", "prepare")),
+            data_home=None if run.get("data_home") is None else str(run["data_home"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: bad or missing setting ({exc}). Compare with the README.") from None
     if cfg.checkpoints not in ("kept", "none", "all"):
         raise ConfigError(f"{path}: [run] checkpoints = {cfg.checkpoints!r}; use \"kept\", \"none\" or \"all\".")
+    if cfg.evaluation not in ("prepare", "capture"):
+        raise ConfigError(f"{path}: [run] evaluation = {cfg.evaluation!r}; use \"prepare\" or \"capture\".")
+    if cfg.evaluation == "capture" and not (len(cfg.command) >= 2 and cfg.command[0] in ("python", "python3")
+                                            and cfg.command[1].endswith(".py")):
+        raise ConfigError(f"{path}: [run] evaluation = \"capture\" needs command = [\"python\", \"SCRIPT.py\", ...] "
+                          f"(the harness starts the script itself to capture evaluate_bpb), got {list(cfg.command)}.")
     if cfg.pipeline not in ("auto", "on", "off"):
         raise ConfigError(f"{path}: [run] pipeline = {cfg.pipeline!r}; use \"auto\", \"on\" or \"off\".")
     p = cfg.policy

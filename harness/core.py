@@ -37,6 +37,7 @@ from .agents.base import Proposal, Usage
 from .config import HarnessConfig
 from .control import Control
 from .critical import deferred_signals
+from .adopt import imported_rows
 from .datacache import ensure_prepared
 from .decisions import due_repeat, file_key, ran_before
 from .experiment import BASELINE, Checked, ExperimentRunner, check_proposal
@@ -310,6 +311,15 @@ class ExperimentCore:
             key = file_key({**files, **checked.files})
             earlier = ran_before(records, key)
             flying = next((m for m, f in self.runner.flying.items() if f["file_key"] == key), None)
+            tried = None if earlier is not None or flying is not None else next(
+                (r for r in imported_rows(self.path) if r.get("file_key") == key), None)
+            if tried is not None:
+                val = f", val_bpb {tried['val_bpb']:.6f}" if isinstance(tried.get("val_bpb"), float) else ""
+                return [self.refuse(n, proposal, "duplicate",
+                                    f"the edited files equal (comments and formatting aside) those of commit "
+                                    f"{tried['commit']} in the adopted checkout's results.tsv ({tried.get('status')}{val}: "
+                                    f"{tried.get('description', '')}); nothing was trained. Propose something not tried yet.",
+                                    started, proposal.usage, file_key=key)]
             if earlier is not None or flying is not None:
                 if earlier is None:
                     what = f"experiment {flying} is running now"

@@ -28,6 +28,7 @@ ENV = "AUTORESEARCH_CACHE"
 BUILTIN_CORPORA = ("shakespeare", "tinystories", "pystdlib")
 _CORPUS_LINE = re.compile(r"""^CORPUS = (["'])(.*?)\1""", re.M)
 _DATA_CACHE_LINE = re.compile(r"""^data_cache\s*=\s*"(.*?)"\s*(#.*)?$""", re.M)
+_DATA_HOME_LINE = re.compile(r"""^data_home\s*=\s*"(.*?)"\s*(#.*)?$""", re.M)
 
 
 def corpus_of(sandbox: Path) -> Optional[str]:
@@ -63,6 +64,16 @@ def recorded_root(sandbox: Path) -> Optional[Path]:
     return Path(m.group(1)).expanduser() if m and m.group(1) else None
 
 
+def data_home(sandbox: Path) -> Optional[str]:
+    """``[run] data_home`` of the sandbox's harness.toml (the HOME its runs get: an adopted
+    checkout's prepare.py keeps its data under ``~``), or None."""
+    try:
+        m = _DATA_HOME_LINE.search((Path(sandbox) / "harness.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    return m.group(1) if m and m.group(1) else None
+
+
 def _prepared(sandbox: Path, root: Path) -> bool:
     folder = corpus_dir(sandbox, root)
     return folder is not None and (folder / "meta.json").is_file()
@@ -87,7 +98,15 @@ def ensure_prepared(sandbox: Path, timeout_s: float = 3600) -> Optional[str]:
         OSError: preparation failed (the message has the end of its output and what to do).
     """
     where = root(sandbox)
-    if corpus_of(sandbox) is None or _prepared(sandbox, where):
+    if corpus_of(sandbox) is None:  # an adopted checkout: its own prepare.py, its own data folder
+        recorded = recorded_root(sandbox)
+        if recorded is not None and not (recorded.is_dir() and any(recorded.iterdir())):
+            home = data_home(sandbox)
+            raise OSError(f"the data of this adopted checkout is not in {recorded}: run "
+                          f"`cd {sandbox} && {'HOME=' + home + ' ' if home else ''}python prepare.py` "
+                          "(its own data preparation), then start again.")
+        return None
+    if _prepared(sandbox, where):
         return None
     try:
         proc = subprocess.run([sys.executable, "prepare.py"], cwd=sandbox, capture_output=True, text=True,

@@ -245,6 +245,7 @@ def _captured(value, model, tokenizer, prepare, snapshot, wrapper, calls, eval_s
     return {"val_bpb": bpb if math.isfinite(bpb) and bpb > 0 else None, "eval_calls": calls, "eval_s": eval_s,
             "train_s": first_step_s, "causal": probe.get("causal"),
             "causality_max_diff": probe.get("causality_max_diff"), "probe": probe.get("probe"),
+            "loss_matches_logits": probe.get("loss_matches_logits"), "loss_max_rel_diff": probe.get("loss_max_rel_diff"),
             "tampered": tampered, "device": str(device), "num_params": num_params,
             "peak_vram_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0,
             "device_name": torch.cuda.get_device_name(device) if cuda else str(device),

@@ -147,7 +147,7 @@ class ExperimentRunner:
         return run_experiment(self.cfg.command, place.path, run_dir, self.cfg.time_budget_s,
                               self.cfg.hard_limit_s, self.cfg.over_budget_tolerance_s, on_tick,
                               checkpoint=self.cfg.checkpoints != "none", extra_env=place.env or None,
-                              cpus=place.cpus)
+                              cpus=place.cpus, evaluation=self.cfg.evaluation)
 
     def reserve(self) -> int:
         """The next free experiment number (above every recorded one and every one handed out

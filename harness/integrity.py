@@ -7,8 +7,9 @@ experiment's commit. Any difference makes the run an ``integrity_violation`` (di
 reset restores the tracked files). SHA-256 over file bytes; a missing file hashes as ``None``.
 
 The prepared data and tokenizer of the sandbox's corpus live outside the sandbox (prepare.py's
-the root of :mod:`harness.datacache`, e.g. ``~/.cache/autoresearch-harness/<corpus>``); every file of that
-folder is watched too, under the key ``cache:<name>``. Their SHA-256 is computed once per process and
+the root of :mod:`harness.datacache`, e.g. ``~/.cache/autoresearch-harness/<corpus>``; for an adopted checkout the data folder recorded
+at adoption, e.g. ``~/.cache/autoresearch``); every file under that folder is watched too, under
+the key ``cache:<path relative to it>``. Their SHA-256 is computed once per process and
 reused while the file's size, inode, mtime and ctime are unchanged (ctime cannot be set back by an
 unprivileged process), so a fingerprint costs a few ``stat`` calls after the first.
 """
@@ -48,8 +49,10 @@ def _sha256_cached(path: Path):
 def corpus_cache_dir(sandbox: Path) -> Path | None:
     """The cache folder holding the prepared corpus of ``sandbox`` under the root its runs use
     (:func:`harness.datacache.root`), or None when prepare.py names no corpus."""
-    from .datacache import corpus_dir, root
+    from .datacache import corpus_dir, corpus_of, recorded_root, root
 
+    if corpus_of(sandbox) is None:  # an adopted checkout: the data folder recorded at adoption
+        return recorded_root(sandbox)
     return corpus_dir(sandbox, root(sandbox))
 
 
@@ -57,10 +60,10 @@ def _cache_fingerprint(sandbox: Path) -> dict[str, str | None]:
     folder = corpus_cache_dir(sandbox)
     if folder is None or not folder.is_dir():
         return {}
-    digests = {str(p): _sha256_cached(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    digests = {str(p): _sha256_cached(p) for p in sorted(folder.rglob("*")) if p.is_file()}
     for path, digest in digests.items():
         _first_seen.setdefault(path, digest)
-    return {f"cache:{Path(p).name}": d for p, d in digests.items()}
+    return {f"cache:{Path(p).relative_to(folder).as_posix()}": d for p, d in digests.items()}
 
 
 def cache_drift(sandbox: Path) -> list[str]:
@@ -69,8 +72,8 @@ def cache_drift(sandbox: Path) -> list[str]:
     folder = corpus_cache_dir(sandbox)
     if folder is None:
         return []
-    return sorted(f"cache:{Path(p).name}" for p, d in _first_seen.items()
-                  if Path(p).parent == folder and _sha256_cached(Path(p)) != d)
+    return sorted(f"cache:{Path(p).relative_to(folder).as_posix()}" for p, d in _first_seen.items()
+                  if folder in Path(p).parents and _sha256_cached(Path(p)) != d)
 
 
 def fingerprint(sandbox: Path) -> dict[str, str | None]:

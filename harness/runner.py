@@ -322,7 +322,8 @@ def run_experiment(
     Args:
         command: argv; a leading ``python`` means this interpreter.
         cwd: the sandbox folder; the child's ``AUTORESEARCH_CACHE`` is its data root
-            (:func:`harness.datacache.root`), whatever HOME is.
+            (:func:`harness.datacache.root`), whatever HOME is; its HOME is ``[run] data_home``
+            when the sandbox records one (:func:`harness.datacache.data_home`).
         run_dir: ``runs/<n>``; created; receives ``run.log``, ``metrics.json``, ``sample.txt``
             (the text the trained model generated after scoring) and, with ``checkpoint``,
             ``model.pt`` (the weights, saved by prepare.py after scoring).
@@ -358,10 +359,11 @@ def run_experiment(
     for stale in (SAMPLE_NAME, CHECKPOINT_NAME):
         (run_dir / stale).unlink(missing_ok=True)
     marker = uuid.uuid4().hex
-    from .datacache import ENV as CACHE_ENV, root as data_root
+    from .datacache import ENV as CACHE_ENV, data_home, root as data_root
 
-    extra = {CACHE_ENV: str(data_root(cwd)), **(extra_env or {}), RESULT_ENV: str(result_path.resolve()),
-             MARKER_ENV: marker}
+    home = data_home(cwd)
+    extra = {CACHE_ENV: str(data_root(cwd)), **({"HOME": home} if home else {}), **(extra_env or {}),
+             RESULT_ENV: str(result_path.resolve()), MARKER_ENV: marker}
     if checkpoint:
         extra[CHECKPOINT_ENV] = str((run_dir / CHECKPOINT_NAME).resolve())
     env = scrubbed_env(extra)
