@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Optional
 
 from .agents.base import Agent, AgentError, AgentExhausted, Context, Proposal
+from .adopt import imported_rows
 from .agents.chat import EndpointDown
 from .config import HarnessConfig
 from .core import Aborted, ExperimentCore
@@ -242,7 +243,7 @@ class Session:
         return Context(experiment=n, program=read_text(self.path / "program.md"), files=files,
                        history=records, best_val_bpb=self.core.ledger.best()[0],
                        notes=read_text(self.path / "notes.md"), sandbox=self.path, noise=noise(records),
-                       pending=pending)
+                       pending=pending, tried=tuple(imported_rows(self.path)))
 
     def _ask_ahead(self, files: dict, *pending: dict) -> None:
         """Ask the agent for the next proposal against the best's ``files`` in the background (once;

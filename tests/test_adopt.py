@@ -187,3 +187,19 @@ def test_read_results_takes_autoresearch_rows_and_skips_the_rest():
         {"commit": "abc", "val_bpb": 0.99, "memory_gb": 44.0, "status": "keep", "description": "base line"},
         {"commit": "def", "val_bpb": None, "memory_gb": 1.0, "status": "crash", "description": "OOM\ttabs"}]
     assert read_results("no header\n") == []
+
+
+def test_the_agent_sees_what_the_checkout_tried_and_may_not_recreate_it():
+    from harness.agents.base import Context
+    from harness.agents.prompt import task_message
+
+    tried = tuple({"commit": f"c{i}", "val_bpb": 1.0 + i / 100, "status": "keep" if i == 3 else "discard",
+                   "description": f"idea {i}", **({"file_key": f"k{i}"} if i < 25 else {})} for i in range(30))
+    ctx = Context(experiment=4, program="p", files={"train.py": "x = 1\n"}, history=[], best_val_bpb=None,
+                  tried=tried)
+    text = task_message(ctx)
+    assert "Tried in this checkout before the harness adopted it (30 rows" in text
+    lines = text.split("Tried in this checkout")[1].splitlines()
+    assert lines[1] == "- keep 1.030000 idea 3" and lines[2] == "- discard 1.290000 idea 29"
+    assert "(10 more in results.autoresearch.tsv)" in text
+    assert {"k0", "k24"} <= ctx.taken() and "k25" not in ctx.taken()

@@ -77,6 +77,9 @@ class Context:
         noise: the measured noise of val_bpb (:class:`harness.decisions.Noise`), or None.
         pending: experiments running while the agent thinks (pipelining, :mod:`harness.pipeline`):
             ``{"description", "file_key"}`` each; their results are not known yet.
+        tried: rows of an adopted checkout's own results.tsv (:func:`harness.adopt.imported_rows`:
+            commit, val_bpb, memory_gb, status, description, and file_key where git had the
+            commit), oldest first; () for a sandbox that was not adopted.
     """
 
     experiment: int
@@ -88,15 +91,17 @@ class Context:
     sandbox: Optional[Path] = None
     noise: Optional[object] = None
     pending: tuple = ()
+    tried: tuple = ()
 
     def taken(self) -> set:
         """File keys (:func:`harness.decisions.file_key`) a new proposal must not produce: the
-        current best's, every file that ran, and those running now; the core would refuse them as
-        ``duplicate``."""
+        current best's, every file that ran, those running now and those an adopted checkout
+        tried before; the core would refuse them as ``duplicate``."""
         from ..decisions import file_key
 
         ran = {r.get("file_key") for r in self.history if r.get("run_s") is not None}
-        return ran | {p["file_key"] for p in self.pending} | {file_key(self.files)}
+        before = {r["file_key"] for r in self.tried if r.get("file_key")}
+        return ran | before | {p["file_key"] for p in self.pending} | {file_key(self.files)}
 
 
 class Agent(Protocol):

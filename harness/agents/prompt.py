@@ -19,6 +19,8 @@ from .base import Context
 RECENT = 8
 OLDER_CHARS = 800
 NOTES_CHARS = 1000
+#: lines of an adopted checkout's own results.tsv shown to the agent
+TRIED_LINES = 20
 CRASH_LOG_LINES, CRASH_LOG_CHARS = 15, 1200
 CRASHES = ("crash", "oom", "nan", "timeout", "missing_metric")
 
@@ -101,6 +103,23 @@ def history_summary(history: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def tried_summary(tried, limit: int = TRIED_LINES) -> str:
+    """The adopted checkout's own results.tsv rows in at most ``limit`` lines (kept rows first,
+    then the newest others): status, val_bpb, description."""
+    rows = list(tried)
+    kept = [r for r in rows if r.get("status") == "keep"]
+    others = [r for r in rows if r.get("status") != "keep"]
+    shown = (kept + others[::-1])[:limit]
+    lines = [f"Tried in this checkout before the harness adopted it ({len(rows)} rows of its results.tsv; "
+             "recreating one of these files is refused as a duplicate):"]
+    for r in shown:
+        val = f"{r['val_bpb']:.6f}" if isinstance(r.get("val_bpb"), float) else "-"
+        lines.append(f"- {r.get('status', '?')} {val} {str(r.get('description', ''))[:80]}")
+    if len(shown) < len(rows):
+        lines.append(f"({len(rows) - len(shown)} more in results.autoresearch.tsv)")
+    return "\n".join(lines)
+
+
 def last_crash(history: list[dict], sandbox: Optional[Path]) -> str:
     """The tail of the log of the newest crashed run among the recent ones (``""`` when none)."""
     from tools.experiments import log_tail
@@ -130,6 +149,8 @@ def task_message(context: Context, edit_format: str = "udiff", sandbox: Optional
     curves = summary(context.history)
     if curves:
         parts += ["", curves]
+    if context.tried:
+        parts += ["", tried_summary(context.tried)]
     if context.pending:
         parts += ["", "Running now (results not known yet; do not propose the same):",
                   *(f"- {p['description']}" for p in context.pending)]
