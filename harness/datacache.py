@@ -103,7 +103,7 @@ def ensure_prepared(sandbox: Path, timeout_s: float = 3600) -> Optional[str]:
         if recorded is not None and not (recorded.is_dir() and any(recorded.iterdir())):
             home = data_home(sandbox)
             raise OSError(f"the data of this adopted checkout is not in {recorded}: run "
-                          f"`cd {sandbox} && {'HOME=' + home + ' ' if home else ''}python prepare.py` "
+                          f"`cd {Path(sandbox).resolve()} && {'HOME=' + home + ' ' if home else ''}python prepare.py` "
                           "(its own data preparation), then start again.")
         return None
     if _prepared(sandbox, where):

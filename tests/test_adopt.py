@@ -203,3 +203,49 @@ def test_the_agent_sees_what_the_checkout_tried_and_may_not_recreate_it():
     assert lines[1] == "- keep 1.030000 idea 3" and lines[2] == "- discard 1.290000 idea 29"
     assert "(10 more in results.autoresearch.tsv)" in text
     assert {"k0", "k24"} <= ctx.taken() and "k25" not in ctx.taken()
+
+
+#: research edits an agent makes on autoresearch-shaped files: (fixture, old text, new text)
+REALISTIC_EDITS = [
+    ("karpathy", "F.relu(self.c_fc(x)).square()", "F.gelu(self.c_fc(x))"),
+    ("macos", "F.relu(self.c_fc(x)).square()", "F.silu(self.c_fc(x)) * self.c_fc(x)"),
+    ("macos", "optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, betas=ADAM_BETAS,\n"
+              "                              weight_decay=WEIGHT_DECAY)",
+     "decay = [p for p in model.parameters() if p.dim() >= 2]\n"
+     "no_decay = [p for p in model.parameters() if p.dim() < 2]\n"
+     "optimizer = torch.optim.AdamW([{\"params\": decay, \"weight_decay\": WEIGHT_DECAY},\n"
+     "                               {\"params\": no_decay, \"weight_decay\": 0.0}],\n"
+     "                              lr=LEARNING_RATE, betas=ADAM_BETAS)"),
+    ("macos", "model = GPT(config).to(device)\n",
+     "os.environ[\"PYTORCH_ENABLE_MPS_FALLBACK\"] = \"1\"\nprint(f\"device: {device}\", flush=True)\n"
+     "model = GPT(config).to(device)\n"),
+    ("karpathy", "model = GPT(config).to(device)\n",
+     "model = GPT(config).to(device)\nif device.type == \"cuda\":\n    model = torch.compile(model)\n"),
+]
+
+
+@pytest.mark.parametrize("shape, old, new", REALISTIC_EDITS)
+def test_realistic_edits_of_adopted_checkouts_pass_the_rails(tmp_path, homes, monkeypatch, shape, old, new):
+    from rails import RailConfig, check_source
+
+    home_a, _ = homes
+    src = tmp_path / shape
+    shutil.copytree(FIXTURES / shape, src)
+    monkeypatch.setenv("HOME", str(home_a))
+    done = adopt(src)
+    text = (src / "train.py").read_text()
+    assert text.count(old) == 1, old
+    violations = check_source(text, text.replace(old, new), RailConfig(**done.cfg.rail_settings()))
+    assert violations == [], [v.format() for v in violations]
+
+
+def test_missing_data_is_named_with_the_command_before_any_row(tmp_path, homes):
+    home_a, home_b = homes
+    src, _ = checkout(tmp_path, "karpathy", home_a)
+    made = harness("init", "--adopt", src, home=home_a)
+    assert made.returncode == 0, made.stderr
+    shutil.rmtree(home_a / ".cache" / "autoresearch")
+    ran = harness("start", src, "--agent", "optuna", "--max-experiments", 1, home=home_b)
+    out = ran.stdout + ran.stderr
+    assert ran.returncode != 0 and "python prepare.py" in out and str(home_a.resolve()) in out, out[-2000:]
+    assert Ledger(src).records() == []
