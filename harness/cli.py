@@ -29,10 +29,17 @@ def main():
 @click.option("--time-budget", "time_budget", type=int, default=60, show_default=True,
               help="training seconds per experiment (use 300 on a GPU, as autoresearch does)")
 @click.option("--tag", default=None, help="run tag; experiments go on branch autoresearch/<tag> (default: today, e.g. nov21)")
+@click.option("--template", "template_name", type=click.Choice(["scratch", "finetune"]), default="scratch",
+              show_default=True, help="scratch: train a small GPT from scratch; finetune: fine-tune a pretrained model "
+                                      "(LoRA by default; needs the finetune extra)")
+@click.option("--base-model", default=None,
+              help="finetune: the model to fine-tune: a local folder or a Hugging Face id (default: the embedded "
+                   "SmolLM2-135M-Instruct, converted once, offline)")
 @click.option("--adopt", "adopt_path", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="turn this existing autoresearch checkout (karpathy/autoresearch or a fork) into a sandbox: in "
                    "place, or cloned into DIRECTORY when given; its train.py, prepare.py, program.md and data stay")
-def init(directory: Path | None, corpus: str, time_budget: int, tag: str | None, adopt_path: Path | None):
+def init(directory: Path | None, corpus: str, time_budget: int, tag: str | None, template_name: str,
+         base_model: str | None, adopt_path: Path | None):
     """Create a sandbox in DIRECTORY and prepare its data (or adopt a checkout with --adopt)."""
     from .init import InitError, create_sandbox, default_tag
 
@@ -50,7 +57,8 @@ def init(directory: Path | None, corpus: str, time_budget: int, tag: str | None,
         _fail("give a DIRECTORY for the new sandbox (or --adopt PATH to adopt an autoresearch checkout)", 2)
     else:
         try:
-            cfg = create_sandbox(directory, corpus, time_budget, tag or default_tag())
+            cfg = create_sandbox(directory, corpus, time_budget, tag or default_tag(), template_name=template_name,
+                                 base_model=base_model)
         except InitError as exc:
             _fail(str(exc))
     click.echo(f"\nSandbox ready in {directory} on branch {cfg.branch} (time budget {cfg.time_budget_s} s).")

@@ -27,6 +27,7 @@ DEFAULT_ROOT = "~/.cache/autoresearch-harness"
 ENV = "AUTORESEARCH_CACHE"
 BUILTIN_CORPORA = ("shakespeare", "tinystories", "pystdlib")
 _CORPUS_LINE = re.compile(r"""^CORPUS = (["'])(.*?)\1""", re.M)
+_BASE_MODEL_LINE = re.compile(r"""^BASE_MODEL = (["'])(.*?)\1""", re.M)
 _DATA_CACHE_LINE = re.compile(r"""^data_cache\s*=\s*"(.*?)"\s*(#.*)?$""", re.M)
 _DATA_HOME_LINE = re.compile(r"""^data_home\s*=\s*"(.*?)"\s*(#.*)?$""", re.M)
 
@@ -42,16 +43,24 @@ def corpus_of(sandbox: Path) -> Optional[str]:
 
 def corpus_dir(sandbox: Path, root: Path) -> Optional[Path]:
     """The folder of ``sandbox``'s corpus under ``root`` (prepare.py's ``corpus_dir`` layout:
-    ``root/<name>``, or ``root/local-<name>-<sha256[:12]>`` of a local path), or None when
-    prepare.py names no corpus."""
+    ``root/<name>``, or ``root/local-<name>-<sha256[:12]>`` of a local path; ``--<model slug>``
+    appended when prepare.py fine-tunes a ``BASE_MODEL``), or None when prepare.py names no corpus."""
     corpus = corpus_of(sandbox)
     if corpus is None:
         return None
     if corpus in BUILTIN_CORPORA:
-        return root / corpus
-    resolved = str((Path(sandbox).resolve() / Path(corpus).expanduser()).resolve())
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(resolved).name)[:40]
-    return root / f"local-{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:12]}"
+        name = corpus
+    else:
+        resolved = str((Path(sandbox).resolve() / Path(corpus).expanduser()).resolve())
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(resolved).name)[:40]
+        name = f"local-{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:12]}"
+    try:
+        base = _BASE_MODEL_LINE.search((Path(sandbox) / "prepare.py").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        base = None
+    if base:
+        name += "--" + re.sub(r"[^A-Za-z0-9_.-]+", "_", base.group(2))[-60:]
+    return root / name
 
 
 def recorded_root(sandbox: Path) -> Optional[Path]:

@@ -91,10 +91,29 @@ def summary_lines(sandbox: Path, records: list[dict], usd_per_kwh: float | None 
     if est is not None:
         lines.append(f"best val_bpb: {est.val_bpb:.6f} at {(est.commit or '-------')[:7]} (experiment "
                      f"{est.experiment}, mean of {est.runs} run{'s' if est.runs != 1 else ''})")
+    reference = base_reference(sandbox)
+    if reference is not None:
+        lines.append(f"reference: the base model before any fine-tuning scores val_bpb {reference:.6f}")
     lines += [_noise_line(records), _coverage_line(sandbox, records), energy_text(records, usd_per_kwh)]
     if checkpoints:
         lines.append(checkpoints_text(sandbox, checkpoints))
     return lines
+
+
+def base_reference(sandbox: Path) -> float | None:
+    """The fine-tune template's reference: the base model's val_bpb before any training
+    (``base_val_bpb`` of the prepared corpus's meta.json), or None (a from-scratch sandbox, or not
+    prepared)."""
+    import json
+
+    from .datacache import corpus_dir, root
+
+    folder = corpus_dir(sandbox, root(sandbox))
+    try:
+        value = json.loads((folder / "meta.json").read_text(encoding="utf-8")).get("base_val_bpb")
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _coverage_line(sandbox: Path, records: list[dict]) -> str:

@@ -70,6 +70,7 @@ class RailConfig:
         "Tokenizer",
         "make_dataloader",
         "evaluate_bpb",
+        "load_base_model",
     )
 
 

