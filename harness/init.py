@@ -17,12 +17,16 @@ from datetime import date
 from pathlib import Path
 
 from .config import HarnessConfig, render
-from .package_data import FINETUNE_TRAIN, PROGRAM, SANDBOX, PackageDataError, copy_template, template
+from .package_data import FINETUNE_PROGRAM, FINETUNE_TRAIN, PROGRAM, SANDBOX, PackageDataError, copy_template, template
 
 TEMPLATES = ("scratch", "finetune")
 #: prepare.py constants of the fine-tune template: a shorter evaluation and sample (SmolLM2-135M's
 #: forward pass scores ~300 tokens a second on 2 CPU cores: 4096 tokens in ~14 s)
-FINETUNE_CONSTANTS = {"MAX_SEQ_LEN": "256", "EVAL_TOKENS": "4096", "SAMPLE_TOKENS": "60"}
+FINETUNE_CONSTANTS = {
+    "MAX_SEQ_LEN": ("256", "context length of evaluation windows (and the most a training window may have), tokens"),
+    "EVAL_TOKENS": ("4096", "validation target tokens scored by evaluate_bpb (~14 s for SmolLM2-135M on 2 CPU cores)"),
+    "SAMPLE_TOKENS": ("60", "tokens the fine-tuned model generates after scoring (runs/<n>/sample.txt)"),
+}
 
 
 class InitError(Exception):
@@ -34,14 +38,16 @@ def default_tag() -> str:
     return date.today().strftime("%b%d").lower()
 
 
-def set_constant(source: str, name: str, value_literal: str) -> str:
-    """Replace the value of the module-level line ``NAME = ...`` (keeping its comment).
+def set_constant(source: str, name: str, value_literal: str, comment: str | None = None) -> str:
+    """Replace the value of the module-level line ``NAME = ...`` (keeping its comment, or putting
+    ``# comment`` instead when given).
 
     Raises:
         InitError: there is not exactly one such line.
     """
     pattern = re.compile(rf"^({re.escape(name)}\s*=\s*)([^#\n]*?)(\s*(#.*)?)$", re.M)
-    new, count = pattern.subn(lambda m: f"{m.group(1)}{value_literal}{m.group(3)}", source)
+    tail = (lambda m: m.group(3)) if comment is None else (lambda m: f"  # {comment}")
+    new, count = pattern.subn(lambda m: f"{m.group(1)}{value_literal}{tail(m)}", source)
     if count != 1:
         raise InitError(f"prepare.py must have exactly one `{name} = ...` line (found {count})")
     return new
@@ -81,7 +87,7 @@ def create_sandbox(dest: Path, corpus: str, time_budget_s: int, tag: str, prepar
     if base_model is not None and template_name != "finetune":
         raise InitError("--base-model needs --template finetune")
     try:
-        for name in (SANDBOX, PROGRAM, FINETUNE_TRAIN, "agent/AGENTS.md", "agent/guard.py"):
+        for name in (SANDBOX, PROGRAM, FINETUNE_TRAIN, FINETUNE_PROGRAM, "agent/AGENTS.md", "agent/guard.py"):
             template(name)
     except PackageDataError as exc:
         raise InitError(str(exc)) from None
@@ -91,7 +97,7 @@ def create_sandbox(dest: Path, corpus: str, time_budget_s: int, tag: str, prepar
             raise InitError(f"corpus {corpus!r} is neither a known name (shakespeare, tinystories, pystdlib) nor an existing path")
         corpus = str(path)
     copy_template(SANDBOX, dest)
-    copy_template(PROGRAM, dest / "program.md")
+    copy_template(FINETUNE_PROGRAM if template_name == "finetune" else PROGRAM, dest / "program.md")
     prep = dest / "prepare.py"
     text = set_constant(prep.read_text(encoding="utf-8"), "CORPUS", repr(corpus).replace("'", '"'))
     text = set_constant(text, "TIME_BUDGET", str(int(time_budget_s)))
@@ -101,8 +107,8 @@ def create_sandbox(dest: Path, corpus: str, time_budget_s: int, tag: str, prepar
         if base_model is not None and Path(base_model).expanduser().is_dir():
             base = str(Path(base_model).expanduser().resolve())
         text = set_constant(text, "BASE_MODEL", repr(base).replace("'", '"'))
-        for name, value in FINETUNE_CONSTANTS.items():
-            text = set_constant(text, name, value)
+        for name, (value, comment) in FINETUNE_CONSTANTS.items():
+            text = set_constant(text, name, value, comment)
     prep.write_text(text, encoding="utf-8")
     from .datacache import DEFAULT_ROOT, ENV as CACHE_ENV
 

@@ -3,7 +3,7 @@
 
 - ``sandbox/``: the user's starting repo (``prepare.py``, ``train.py``, ``.gitignore``), copied by
   ``harness init``;
-- ``finetune/train.py``: the train.py of ``harness init --template finetune``;
+- ``finetune/``: the train.py and program.md of ``harness init --template finetune``;
 - ``program.md``: the human's research program (the built-in loop's);
 - ``program_mcp.md``: the same program for an external agent working through the MCP tools;
 - ``agent/``: ``AGENTS.md`` (also written as ``CLAUDE.md``) and ``guard.py``, Claude Code's hook.
@@ -19,8 +19,10 @@ if TYPE_CHECKING:  # importlib.resources.abc is Python 3.11+; 3.10 has importlib
     from importlib.resources.abc import Traversable
 
 SANDBOX = "sandbox"
-#: the fine-tune template's train.py (its prepare.py is the sandbox template's, with BASE_MODEL set)
+#: the fine-tune template's train.py and program.md (its prepare.py is the sandbox template's, with
+#: BASE_MODEL set)
 FINETUNE_TRAIN = "finetune/train.py"
+FINETUNE_PROGRAM = "finetune/program.md"
 PROGRAM = "program.md"
 PROGRAM_MCP = "program_mcp.md"
 AGENT = "agent"

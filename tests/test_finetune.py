@@ -133,3 +133,5 @@ def test_init_writes_the_fine_tune_constants_and_keeps_a_local_base_model_path(t
     assert re.search(rf'^BASE_MODEL = "{re.escape(str(base.resolve()))}"', prepare, re.M)
     assert re.search(r"^EVAL_TOKENS = 4096\b", prepare, re.M) and re.search(r"^SAMPLE_TOKENS = 60\b", prepare, re.M)
     assert (tmp_path / "s" / "train.py").read_text() == TRAIN.read_text()
+    assert "fine-tuning a\npretrained language model" in (tmp_path / "s" / "program.md").read_text()
+    assert "~14 s for SmolLM2-135M" in prepare  # the comments follow the values

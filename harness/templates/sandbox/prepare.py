@@ -3,12 +3,13 @@
 `python prepare.py [--corpus NAME_OR_PATH]` prepares a corpus once: it downloads or reads the text,
 holds out the last ~5% as validation, trains a byte-level BPE tokenizer on the training part and
 stores token ids under `$AUTORESEARCH_CACHE` (default `~/.cache/autoresearch-harness`), one folder
-per corpus. With `BASE_MODEL` set (the fine-tune template) there is no tokenizer to train: the
-base model's weights and tokenizer are put in the corpus folder (converted once from the GGUF file
-the embedded agent ships, or downloaded, or read from a local folder), the text is tokenized with
-that tokenizer, `load_base_model()` hands train.py the pretrained model, and the base model's own
-val_bpb before any training is stored in meta.json (`base_val_bpb`) as the reference. `train.py` imports the interface of karpathy/autoresearch from here: `MAX_SEQ_LEN`,
+per corpus. `train.py` imports the interface of karpathy/autoresearch from here: `MAX_SEQ_LEN`,
 `TIME_BUDGET`, `EVAL_TOKENS`, `VOCAB_SIZE`, `Tokenizer`, `make_dataloader` and `evaluate_bpb`.
+With `BASE_MODEL` set (the fine-tune template) there is no tokenizer to train: the base model's
+weights and tokenizer are put in the corpus folder (converted once from the GGUF file the embedded
+agent ships, or downloaded, or read from a local folder), the text is tokenized with that
+tokenizer, `load_base_model()` hands train.py the pretrained model, and the base model's own
+val_bpb before any training is stored in meta.json (`base_val_bpb`) as the reference.
 The metric (validation bits per byte) is computed here from the model's logits and, when
 `AUTORESEARCH_RESULT_FILE` is set, written to that file: the harness's trusted result channel.
 """
@@ -387,8 +388,8 @@ def prepare(corpus: str = CORPUS) -> Path:
             hf = HFTokenizer.from_file(str(folder / "model" / "tokenizer.json"))
             token_bytes = _token_bytes(hf)
             config = json.loads((folder / "model" / "config.json").read_text())
-            ids_ = [config.get("bos_token_id"), config.get("eos_token_id"), 0]
-            bos = next(hf.id_to_token(i) for i in ids_ if isinstance(i, int) and hf.id_to_token(i) is not None)
+            candidates = [config.get("bos_token_id"), config.get("eos_token_id"), 0]  # the document separator
+            bos = next(hf.id_to_token(i) for i in candidates if isinstance(i, int) and hf.id_to_token(i) is not None)
             if hf.get_vocab_size() > 1 << 16:
                 raise PrepareError(f"the base model has {hf.get_vocab_size()} token ids; token files hold at most 65536")
             docs = [d.replace(bos, "") for d in docs]
