@@ -95,12 +95,12 @@ def _check_shape(src: Path) -> tuple[ast.Module, ast.Module]:
             raise InitError(f"{src} is not an autoresearch checkout: it has no {name}") from None
         except (SyntaxError, UnicodeDecodeError) as exc:
             raise InitError(f"{src / name} does not parse ({exc}); fix it before adopting") from None
-    prepare = trees[0]
+    prepare, train = trees
     if not any(isinstance(n, ast.FunctionDef) and n.name == "evaluate_bpb" for n in prepare.body):
         raise InitError(f"{src / 'prepare.py'} defines no evaluate_bpb: the harness scores runs with it")
     if not isinstance(_literal(prepare, "TIME_BUDGET"), int):
         raise InitError(f"{src / 'prepare.py'} has no `TIME_BUDGET = <seconds>` line")
-    return trees[0], trees[1]
+    return prepare, train
 
 
 def kernel_repos(train: ast.Module) -> tuple[str, ...]:
@@ -119,7 +119,8 @@ def kernel_repos(train: ast.Module) -> tuple[str, ...]:
         if isinstance(expr, ast.Constant) and isinstance(expr.value, str) and _REPO.fullmatch(expr.value):
             found.add(expr.value)
         elif isinstance(expr, ast.IfExp):
-            strings(expr.body), strings(expr.orelse)
+            strings(expr.body)
+            strings(expr.orelse)
         elif isinstance(expr, ast.Name):
             for value in assigned.get(expr.id, []):
                 strings(value)
@@ -150,18 +151,17 @@ def read_results(text: str) -> list[dict]:
     if not header or [h.strip() for h in header[:2]] != ["commit", "val_bpb"]:
         return []
     for cells in reader:
-        if len(cells) < 4:
-            continue
-
-        def num(s):
-            try:
-                return float(s)
-            except ValueError:
-                return None
-
-        rows.append({"commit": cells[0].strip(), "val_bpb": num(cells[1]), "memory_gb": num(cells[2]),
-                     "status": cells[3].strip(), "description": "\t".join(cells[4:]).strip()})
+        if len(cells) >= 4:
+            rows.append({"commit": cells[0].strip(), "val_bpb": _number(cells[1]), "memory_gb": _number(cells[2]),
+                         "status": cells[3].strip(), "description": "\t".join(cells[4:]).strip()})
     return rows
+
+
+def _number(text: str) -> Optional[float]:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _import_results(dest: Path, original: Path) -> tuple[int, int]:
@@ -216,7 +216,7 @@ def adopt(src: Path, dest: Optional[Path] = None, tag: Optional[str] = None,
         raise InitError(f"{src} is not a folder")
     if (src / "harness.toml").exists():
         raise InitError(f"{src} is already a sandbox: continue with `harness start {src}`")
-    _, train = _check_shape(src)
+    prepare, train = _check_shape(src)
     is_repo = (src / ".git").exists()
     if dest is not None:
         dest = Path(dest).expanduser().resolve()
@@ -266,8 +266,7 @@ def adopt(src: Path, dest: Optional[Path] = None, tag: Optional[str] = None,
     if not (data.is_dir() and any(data.iterdir())):
         notes.append(f"no data in {data} yet: run `cd {dest} && python prepare.py` (the checkout's own data "
                      "preparation) before `harness start`")
-    prepare_tree = ast.parse((dest / "prepare.py").read_text(encoding="utf-8"))
-    budget = int(_literal(prepare_tree, "TIME_BUDGET"))
+    budget = int(_literal(prepare, "TIME_BUDGET"))
     uses_kernels = _imports(train, "kernels")
     cfg = HarnessConfig(
         tag=tag, time_budget_s=budget, allowance_s=float(max(120, budget)),
