@@ -206,8 +206,7 @@ while True:
 FORGE_RESULT_FILE = """
 import json as _json
 _env = dict(_kv.split('=', 1) for _kv in open('/proc/self/environ').read().split('\\0') if '=' in _kv)
-_json.dump({{'val_bpb': {forged}, 'train_s': 1.0, 'eval_calls': 1, 'causal': True, 'tampered': [],
-            'guard': {{'mode': 'prepare', 'findings': []}}}},
+_json.dump({{'val_bpb': {forged}, 'train_s': 1.0, 'eval_calls': 1, 'causal': True, 'tampered': []}},
            open(_env['AUTORESEARCH_RESULT_FILE'], 'w'))
 import sys as _sys
 _sys.exit(0)

@@ -2,10 +2,11 @@
 
 The runner starts every ``python SCRIPT ARGS`` command as ``python evalguard.py MODE -- SCRIPT ARGS``
 (inside :mod:`harness.child_init`). Before the script runs, this module (standard library only at
-import, so any interpreter can run it) imports torch and ``prepare`` from the script's folder,
-registers a global optimizer step pre-hook (every ``torch.optim.Optimizer`` subclass calls it) and
-replaces ``prepare.evaluate_bpb`` with a wrapper; then it runs the script as ``__main__``
-(:func:`runpy.run_path`), so ``from prepare import evaluate_bpb`` gets the wrapper. Around each call
+import, so any interpreter can run it) imports torch, registers a global optimizer step pre-hook
+(every ``torch.optim.Optimizer`` subclass calls it) and a ``sys.meta_path`` finder that replaces
+``prepare.evaluate_bpb`` with a wrapper as soon as the script's own import of ``prepare`` (from the
+script's folder) has executed it; then it runs the script as ``__main__`` (:func:`runpy.run_path`),
+so ``from prepare import evaluate_bpb`` gets the wrapper. Around each call
 the wrapper checks what the evaluated code did:
 
 - optimizer steps taken during the evaluation (test-time training with an optimizer);
@@ -158,24 +159,57 @@ def _probe(model, prepare, tokenizer) -> dict:
     return out
 
 
+class _OnImport:
+    """A ``sys.meta_path`` finder that calls ``on_load(module)`` right after the top-level module
+    ``name`` has been executed by its first import (then leaves ``sys.meta_path``): prepare is
+    wrapped when the script imports it, at the moment it would have been imported anyway."""
+
+    def __init__(self, name: str, on_load):
+        self.name, self.on_load = name, on_load
+
+    def find_spec(self, name, path=None, target=None):
+        if name != self.name:
+            return None
+        from importlib.machinery import PathFinder
+
+        sys.meta_path.remove(self)
+        spec = PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module, on_load = spec.loader.exec_module, self.on_load
+
+        def exec_and_wrap(module):
+            exec_module(module)
+            on_load(module)
+
+        spec.loader.exec_module = exec_and_wrap
+        return spec
+
+
 def install(mode: str, script_dir: str) -> None:
-    """Import torch and ``prepare`` (from ``script_dir``), register the hooks and wrap
-    ``prepare.evaluate_bpb`` (see the module docstring).
+    """Import torch, register the optimizer hook, and wrap ``prepare.evaluate_bpb`` when the
+    script imports ``prepare`` from ``script_dir`` (see the module docstring); a script that never
+    imports it runs unwatched (and, in ``capture`` mode, unscored).
 
     Raises:
-        ImportError: torch or prepare cannot be imported (the run then crashes with that error).
-        AttributeError: prepare has no ``evaluate_bpb``.
+        ImportError: torch cannot be imported (the run then crashes with that error).
     """
     result_path = os.environ.pop(RESULT_ENV, None) if mode == "capture" else os.environ.get(RESULT_ENV)
-    from torch.nn.modules.module import register_module_forward_pre_hook
     from torch.optim.optimizer import register_optimizer_step_pre_hook
 
     watch = _Watch()
     register_optimizer_step_pre_hook(watch.on_step)
     sys.path.insert(0, script_dir)
-    import prepare
+    sys.meta_path.insert(0, _OnImport("prepare", lambda module: _wrap(module, mode, result_path, watch)))
 
-    original = prepare.evaluate_bpb
+
+def _wrap(prepare, mode: str, result_path, watch: "_Watch") -> None:
+    """Replace ``prepare.evaluate_bpb`` with the watching wrapper (nothing when it has none)."""
+    from torch.nn.modules.module import register_module_forward_pre_hook
+
+    original = getattr(prepare, "evaluate_bpb", None)
+    if not callable(original):
+        return
     snapshot = _snapshot(prepare) if mode == "capture" else {}
     calls = 0
 

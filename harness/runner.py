@@ -240,15 +240,15 @@ def resolve_command(command: Sequence[str]) -> list[str]:
     return argv
 
 
-def guarded_command(command: Sequence[str], evaluation: str = "prepare") -> tuple[list[str], bool]:
-    """(argv, guarded): ``python SCRIPT.py ARGS`` becomes ``python evalguard.py EVALUATION --
+def guarded_command(command: Sequence[str], evaluation: str = "prepare") -> list[str]:
+    """The argv of a run: ``python SCRIPT.py ARGS`` becomes ``python evalguard.py EVALUATION --
     SCRIPT.py ARGS`` (:mod:`harness.evalguard`, the trusted start-up that watches training and
-    evaluation, and in ``capture`` mode writes the result); any other command runs as it is
-    (guarded False). A leading ``python`` means the harness's interpreter."""
+    evaluation, and in ``capture`` mode writes the result); any other command runs as it is. A
+    leading ``python`` means the harness's interpreter."""
     argv = resolve_command(command)
     if len(argv) >= 2 and argv[0] == sys.executable and argv[1].endswith(".py") and not argv[1].startswith("-"):
-        return [argv[0], str(_GUARD), evaluation, "--", *argv[1:]], True
-    return argv, False
+        return [argv[0], str(_GUARD), evaluation, "--", *argv[1:]]
+    return argv
 
 
 def _tail(path: Path, max_bytes: int = 4096) -> str:
@@ -282,13 +282,10 @@ def _read_result(path: Path) -> tuple[Optional[dict], str]:
     return data, ""
 
 
-def _integrity_problems(data: dict, guarded: bool = False) -> str:
-    """What the trusted evaluation reported as wrong (one line), or "" when all is well. A guarded
-    run (:func:`guarded_command`) must carry the guard's report (``guard``)."""
+def _integrity_problems(data: dict) -> str:
+    """What the trusted evaluation and the guard (:mod:`harness.evalguard`) reported as wrong (one
+    line), or "" when all is well."""
     problems = []
-    if guarded and not isinstance(data.get("guard"), dict):
-        problems.append("the harness's evaluation guard did not report (evaluate_bpb was bypassed or the "
-                        "result file was written by other code)")
     if data.get("eval_calls", 1) != 1:
         problems.append(f"evaluate_bpb was called {data['eval_calls']} times (exactly once is allowed)")
     if data.get("causal") is False:
@@ -377,8 +374,7 @@ def run_experiment(
         limits["RLIMIT_NPROC"] = NPROC_LIMIT
     if cpus:
         limits["cpus"] = sorted(cpus)
-    inner, guarded = guarded_command(command, evaluation)
-    argv = [*prefix, sys.executable, "-I", "-S", str(_SHIM), json.dumps(limits), "--", *inner]
+    argv = [*prefix, sys.executable, "-I", "-S", str(_SHIM), json.dumps(limits), "--", *guarded_command(command, evaluation)]
     clock = None
     if gpu_present():
         from .gpu import ClockSampler
@@ -428,7 +424,7 @@ def run_experiment(
     maxrss_gb = (rusage.ru_maxrss * 1024 / 1e9) if rusage else 0.0  # ru_maxrss is KiB on Linux
     result = classify(code, timed_out, wall_s, log_path, result_path, time_budget_s,
                       over_budget_tolerance_s, hard_limit_s, maxrss_gb,
-                      gpu_clock_mhz=clock.mean_mhz() if clock is not None else None, guarded=guarded)
+                      gpu_clock_mhz=clock.mean_mhz() if clock is not None else None)
     _write_sample(result_path, run_dir / SAMPLE_NAME)
     return replace(result, gpu_energy_j=energy.gpu_j, cpu_energy_j=energy.cpu_j,
                    gpu_s=wall_s * energy.gpus if energy.gpus else None)
@@ -469,7 +465,7 @@ def _usage(data: Optional[dict], train_s) -> dict:
 
 
 def classify(exit_code, timed_out, wall_s, log_path, result_path, time_budget_s,
-             over_budget_tolerance_s, hard_limit_s, maxrss_gb, gpu_clock_mhz=None, guarded=False) -> RunResult:
+             over_budget_tolerance_s, hard_limit_s, maxrss_gb, gpu_clock_mhz=None) -> RunResult:
     """Turn an exit status, the result file and the log into a :class:`RunResult` outcome.
 
     ``wall_s``, ``time_budget_s``, ``over_budget_tolerance_s``, ``hard_limit_s`` in seconds,
@@ -479,7 +475,7 @@ def classify(exit_code, timed_out, wall_s, log_path, result_path, time_budget_s,
     valid score, whatever the outcome. ``train_s`` is the larger of prepare's (from the first
     training batch) and the guard's ``first_step_s`` (from the first optimizer step), so steps
     taken before the timed loop count; steps before prepare's first training batch (training on
-    other data), or a ``guarded`` run without the guard's report, make an ``integrity_violation``."""
+    other data) make an ``integrity_violation``."""
     tail = _tail(log_path)
     data, why = _read_result(result_path)
     train_s = data.get("train_s") if data else None
@@ -509,7 +505,7 @@ def classify(exit_code, timed_out, wall_s, log_path, result_path, time_budget_s,
         return result("crash", f"exited with code {exit_code}")
     if data is None:
         return result("missing_metric", why)
-    integrity = _integrity_problems(data, guarded)
+    integrity = _integrity_problems(data)
     if early_s > 0:
         integrity = "; ".join(filter(None, [integrity, f"optimizer steps began {early_s:.2f} s before the first "
                                             "training batch (training outside the timed loop, on other data)"]))
