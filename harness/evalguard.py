@@ -187,25 +187,27 @@ class _OnImport:
 
 
 def install(mode: str, script_dir: str) -> None:
-    """Import torch, register the optimizer hook, and wrap ``prepare.evaluate_bpb`` when the
-    script imports ``prepare`` from ``script_dir`` (see the module docstring); a script that never
+    """When the script imports ``prepare`` from ``script_dir``: register the optimizer hook and wrap
+    ``prepare.evaluate_bpb`` (see the module docstring); a script that never
     imports it runs unwatched (and, in ``capture`` mode, unscored).
 
     Raises:
         ImportError: torch cannot be imported (the run then crashes with that error).
     """
     result_path = os.environ.pop(RESULT_ENV, None) if mode == "capture" else os.environ.get(RESULT_ENV)
-    from torch.optim.optimizer import register_optimizer_step_pre_hook
-
     watch = _Watch()
-    register_optimizer_step_pre_hook(watch.on_step)
     sys.path.insert(0, script_dir)
     sys.meta_path.insert(0, _OnImport("prepare", lambda module: _wrap(module, mode, result_path, watch)))
 
 
 def _wrap(prepare, mode: str, result_path, watch: "_Watch") -> None:
-    """Replace ``prepare.evaluate_bpb`` with the watching wrapper (nothing when it has none)."""
+    """Register the optimizer step hook (torch is imported by then: prepare imports it, and a
+    script that never imports prepare pays nothing for the guard) and replace
+    ``prepare.evaluate_bpb`` with the watching wrapper (nothing when it has none)."""
     from torch.nn.modules.module import register_module_forward_pre_hook
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    register_optimizer_step_pre_hook(watch.on_step)
 
     original = getattr(prepare, "evaluate_bpb", None)
     if not callable(original):
