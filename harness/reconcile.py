@@ -18,6 +18,9 @@ trajectory.jsonl complete and in agreement before the next experiment starts.
    the experiments of several runners (:mod:`harness.runners`), one marker each, the same way,
    except that every one cut short is recorded (``interrupted``; ``rerun`` does not apply: their
    numbers were handed out in parallel, so none is used again), and their work trees are removed;
+   a number one of them had taken but not yet written anywhere (killed between numbering and its
+   first marker or row, while another runner recorded a later one) is recorded ``interrupted``
+   (nothing ran), so that the numbers stay contiguous;
 4. check out the experiment branch and drop any half-written edit of a tracked file.
 
 :func:`verify` states the invariants the repair guarantees; the tests check them after every kill.
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .agents.base import Usage
 from .experiment import ExperimentRunner
 from .inflight import clear_marker, read_marker, runner_markers, write_marker
 from .ledger import STATUS_OF, ExperimentRecord, Ledger, results_row
@@ -90,6 +94,7 @@ def reconcile(sandbox: Sandbox, ledger: Ledger, runner: ExperimentRunner,
         _settle(marker, sandbox, ledger, runner, on_interrupted, out)
     for marker in runner_markers(sandbox.path):
         _settle_off_branch(marker, sandbox, ledger, runner, out)
+    _record_gaps(sandbox, ledger, runner, out)
     if (sandbox.path / WORKTREES_DIR).is_dir():
         for folder in (sandbox.path / WORKTREES_DIR).iterdir():
             sandbox.remove_worktree(folder)
@@ -128,6 +133,24 @@ def _settle_off_branch(marker: dict, sandbox: Sandbox, ledger: Ledger, runner: E
         out.interrupted = n
         out.messages.append(f"experiment {n} (runner {marker.get('runner')}) was interrupted by an earlier stop; "
                             "recorded")
+
+
+def _record_gaps(sandbox: Sandbox, ledger: Ledger, runner: ExperimentRunner, out: Reconciled) -> None:
+    """Record each number missing below the highest recorded one as ``interrupted`` (module
+    docstring, step 3): with several runners, one was numbered and killed before it wrote anything
+    while another recorded a later number. Every marker is settled by now, so nothing else holds it."""
+    records = ledger.records()
+    numbers = {r["experiment"] for r in records}
+    for n in sorted(set(range(1, max(numbers, default=0))) - numbers):
+        diff = runner.run_dir(n) / "proposal.diff"
+        seen = f"; its proposal is in runs/{n}/proposal.diff" if diff.is_file() else ""
+        ledger.append(runner.make_record(
+            n, "interrupted", "unknown: stopped after it was numbered, before it was recorded", time.time(), Usage(),
+            parent=sandbox.head(), parent_val_bpb=ledger.best()[0],
+            detail=f"the harness was killed after numbering this experiment and before its first record; nothing "
+                   f"ran{seen}"))
+        out.messages.append(f"experiment {n} was stopped after it was numbered, before anything was recorded: "
+                            "nothing ran; recorded as interrupted")
 
 
 def _settle(marker: dict, sandbox: Sandbox, ledger: Ledger, runner: ExperimentRunner, on_interrupted: str,

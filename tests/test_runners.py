@@ -23,7 +23,7 @@ import pytest
 from harness.agents.base import AgentExhausted, Proposal
 from harness.config import load
 from harness.core import Events
-from harness.ledger import Ledger
+from harness.ledger import ExperimentRecord, Ledger
 from harness.loop import Limits, Session
 from harness.patch import make_unified_diff
 from harness.reconcile import verify
@@ -184,3 +184,26 @@ def test_random_kills_with_two_runners_lose_nothing(quick_sandbox, tmp_path):
         assert records[:len(seen)] == seen, "a recorded experiment changed or vanished"
         seen = records
     assert len(seen) >= 12
+
+
+def test_a_number_taken_but_never_written_is_recorded_so_the_numbers_stay_contiguous(quick_sandbox, tmp_path):
+    """A runner killed between numbering its experiment and its first write, while the other
+    runner recorded a later number, leaves a gap; the next start records it ``interrupted``."""
+    sandbox = quick_sandbox(mode="score", sleep_s=0.2, name="gap")
+    agent = f"scripted:{proposals(tmp_path / 'p.jsonl', random.Random(3))}"
+    res = start(sandbox, "--max-experiments", 1, "--agent", agent)
+    assert res.communicate(timeout=120) and res.returncode == 0
+    ledger = Ledger(sandbox)
+    n = len(ledger.records()) + 1
+    ledger.append(ExperimentRecord(experiment=n + 1, outcome="patch_failed", description="a later refusal",
+                                   agent="scripted", started_at="2026-12-03T00:00:00+00:00", wall_s=0.1))
+    (sandbox / "runs" / str(n)).mkdir(parents=True, exist_ok=True)
+    (sandbox / "runs" / str(n) / "proposal.diff").write_text("--- a/train.py\n")
+    assert any("not contiguous" in p for p in verify(Sandbox(sandbox, "autoresearch/test"), ledger))
+    res = start(sandbox, "--max-experiments", 0, "--agent", agent)
+    out, err = res.communicate(timeout=120)
+    assert res.returncode == 0, err + out
+    assert f"experiment {n} was stopped after it was numbered" in out + err
+    gap = next(r for r in assert_consistent(sandbox) if r["experiment"] == n)
+    assert gap["outcome"] == "interrupted" and gap["commit"] is None
+    assert f"runs/{n}/proposal.diff" in gap["detail"]
