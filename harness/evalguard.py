@@ -2,11 +2,12 @@
 
 The runner starts every ``python SCRIPT ARGS`` command as ``python evalguard.py MODE -- SCRIPT ARGS``
 (inside :mod:`harness.child_init`). Before the script runs, this module (standard library only at
-import, so any interpreter can run it) imports torch, registers a global optimizer step pre-hook
-(every ``torch.optim.Optimizer`` subclass calls it) and a ``sys.meta_path`` finder that replaces
-``prepare.evaluate_bpb`` with a wrapper as soon as the script's own import of ``prepare`` (from the
-script's folder) has executed it; then it runs the script as ``__main__`` (:func:`runpy.run_path`),
-so ``from prepare import evaluate_bpb`` gets the wrapper. Around each call
+import, so any interpreter can run it) registers a ``sys.meta_path`` finder; as soon as the
+script's own import of ``prepare`` (from the script's folder) has executed it, the finder registers
+a global optimizer step pre-hook (every ``torch.optim.Optimizer`` subclass calls it) and replaces
+``prepare.evaluate_bpb`` with a wrapper. Then it runs the script as ``__main__``
+(:func:`runpy.run_path`), so ``from prepare import evaluate_bpb`` gets the wrapper; a script that
+never imports prepare runs unwatched. Around each call
 the wrapper checks what the evaluated code did:
 
 - optimizer steps taken during the evaluation (test-time training with an optimizer);
