@@ -117,7 +117,11 @@ class RayCluster:
         if self.gpus < 1:
             raise ClusterError(f"the Ray cluster at {address} declares no GPU; each run needs one (num_gpus=1). "
                                "Start its nodes with GPUs (or `ray start --num-gpus N` to declare them).")
-        self._task = ray.remote(num_gpus=1, max_retries=0)(run_on_node)
+        # max_calls=0: a worker process runs any number of these tasks. Ray's default for a GPU task
+        # is one (a fresh worker each time, to free GPU memory the task's own process holds); the
+        # training runs in a child process that exits, so the worker holds none, and reusing it
+        # saves a worker start (interpreter, ray, harness imports) per run.
+        self._task = ray.remote(num_gpus=1, max_retries=0, max_calls=0)(run_on_node)
         self._data = None
 
     def _corpus(self):
