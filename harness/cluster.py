@@ -40,6 +40,10 @@ QUEUE_GRACE_S = 300.0
 RETURNED = ("run.log", "metrics.json", "sample.txt", "model.pt")
 
 
+#: at most this many seconds a warm-up task holds its GPU (see :meth:`RayCluster.warm`)
+WARM_HOLD_S = 30.0
+
+
 class ClusterError(Exception):
     """The Ray cluster cannot be used; the message says why and what to do."""
 
@@ -89,6 +93,18 @@ def run_on_node(files: dict, data: dict, corpus_dir: Optional[str], command: lis
         shutil.rmtree(work, ignore_errors=True)
 
 
+def start_worker(hold_s: float) -> int:
+    """The body of a warm-up task: import what a run task imports (so its worker process is
+    started and loaded), then hold the GPU ``hold_s`` seconds so that the other warm-up tasks
+    cannot reuse this worker and each starts one of its own. Returns the worker's process id."""
+    import importlib
+
+    importlib.import_module(f"{__package__}.runner")  # the import a run task pays on a cold worker
+
+    time.sleep(max(0.0, hold_s))
+    return os.getpid()
+
+
 class RayCluster:
     """A connection to a Ray cluster that runs a sandbox's runs.
 
@@ -122,7 +138,9 @@ class RayCluster:
         # training runs in a child process that exits, so the worker holds none, and reusing it
         # saves a worker start (interpreter, ray, harness imports) per run.
         self._task = ray.remote(num_gpus=1, max_retries=0, max_calls=0)(run_on_node)
+        self._warmer = ray.remote(num_gpus=1, max_retries=0, max_calls=0)(start_worker)
         self._data = None
+        self.warming: list = []
 
     def _corpus(self):
         """(folder name under the cache root, object ref of its files) of the prepared corpus."""
@@ -185,6 +203,17 @@ class RayCluster:
             res = replace(res, outcome="integrity_violation",
                           detail=f"files changed by the run on its node: {', '.join(out['tampered'])}")
         return res
+
+    def warm(self, n: int, hold_s: float) -> None:
+        """Start ``n`` Ray worker processes for this session's run tasks while the baseline runs
+        alone, so that the first round of ``n + 1`` experiments finds them started (a cold worker
+        starts an interpreter and imports ray and the harness: seconds each, and a node starts only
+        a few at a time). ``n`` tasks shaped like a run (one GPU each) that import the runner and
+        hold their GPU ``hold_s`` seconds (at most :data:`WARM_HOLD_S`; keep it under the time
+        budget, or the first round waits for them). Not waited for: a warm-up that fails costs a
+        cold start later, nothing else."""
+        hold = min(WARM_HOLD_S, max(0.0, hold_s))
+        self.warming = [self._warmer.remote(hold) for _ in range(max(0, n))]
 
     def places(self, limit: Optional[int] = None) -> list:
         """One runner per GPU of the cluster (at most ``limit``); a single one is a plain session."""

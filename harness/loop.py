@@ -25,7 +25,7 @@ from .agents.base import Agent, AgentError, AgentExhausted, Context, Proposal
 from .adopt import imported_rows
 from .agents.chat import EndpointDown
 from .config import HarnessConfig
-from .core import Aborted, ExperimentCore
+from .core import Aborted, ExperimentCore, needs_baseline
 from .decisions import file_key, noise
 from .experiment import Checked
 from .ledger import next_number
@@ -145,6 +145,10 @@ class Session:
         core, pool = self.core, Pool(self.places)
         names = ", ".join(p.label for p in self.places)
         self.display.message(f"{len(self.places)} runners ({names}); each experiment runs in its own work tree")
+        remote = self.places[0].remote
+        if hasattr(remote, "warm") and needs_baseline(core.ledger.records()):
+            # the baseline runs alone: start the other runners' Ray workers meanwhile
+            remote.warm(len(self.places) - 1, hold_s=self.cfg.time_budget_s / 2)
 
         def abort_if_asked():
             if self.control.stop() == "now":

@@ -102,3 +102,20 @@ def test_a_node_lost_mid_run_is_recorded_preempted_and_run_again(cluster, make_s
     again = [r for r in records if r.get("retry_of") == lost[0]["experiment"]]
     assert len(again) == 1 and again[0]["outcome"] in ("improved", "not_improved"), again
     assert Ledger(sandbox).records() == records and git.Repo(sandbox).is_dirty() is False
+
+
+@pytest.mark.slow
+def test_warm_up_tasks_start_one_worker_each_while_the_baseline_runs(cluster, make_sandbox):
+    from harness.cluster import RayCluster
+
+    c, nodes = cluster
+    if len(nodes) < 2 or nodes[1] not in c.list_all_nodes():  # the node-loss test removed one
+        nodes[1:] = [c.add_node(num_cpus=1, num_gpus=1)]
+        c.wait_for_nodes()
+    try:
+        rc = RayCluster(c.address, make_sandbox(name="ray-warm"))
+        rc.warm(2, hold_s=1.0)
+        pids = ray.get(rc.warming, timeout=120)
+        assert len(pids) == 2 and len(set(pids)) == 2, pids  # each held its GPU: two worker processes
+    finally:
+        ray.shutdown()
