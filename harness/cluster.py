@@ -100,7 +100,6 @@ def start_worker(hold_s: float) -> int:
     import importlib
 
     importlib.import_module(f"{__package__}.runner")  # the import a run task pays on a cold worker
-
     time.sleep(max(0.0, hold_s))
     return os.getpid()
 
