@@ -42,6 +42,12 @@ RETURNED = ("run.log", "metrics.json", "sample.txt", "model.pt")
 
 #: at most this many seconds a warm-up task holds its GPU (see :meth:`RayCluster.warm`)
 WARM_HOLD_S = 30.0
+#: Ray options of a run task, and of a warm-up task, which must be shaped alike to warm a worker the
+#: runs reuse. max_calls=0: a worker process runs any number of them. Ray's default for a GPU task
+#: is one (a fresh worker each time, to free GPU memory the task's own process holds); the training
+#: runs in a child process that exits, so the worker holds none, and reusing it saves a worker
+#: start (interpreter, ray, harness imports) per run.
+TASK_OPTIONS = {"num_gpus": 1, "max_retries": 0, "max_calls": 0}
 
 
 class ClusterError(Exception):
@@ -132,12 +138,8 @@ class RayCluster:
         if self.gpus < 1:
             raise ClusterError(f"the Ray cluster at {address} declares no GPU; each run needs one (num_gpus=1). "
                                "Start its nodes with GPUs (or `ray start --num-gpus N` to declare them).")
-        # max_calls=0: a worker process runs any number of these tasks. Ray's default for a GPU task
-        # is one (a fresh worker each time, to free GPU memory the task's own process holds); the
-        # training runs in a child process that exits, so the worker holds none, and reusing it
-        # saves a worker start (interpreter, ray, harness imports) per run.
-        self._task = ray.remote(num_gpus=1, max_retries=0, max_calls=0)(run_on_node)
-        self._warmer = ray.remote(num_gpus=1, max_retries=0, max_calls=0)(start_worker)
+        self._task = ray.remote(**TASK_OPTIONS)(run_on_node)
+        self._warmer = ray.remote(**TASK_OPTIONS)(start_worker)
         self._data = None
         self.warming: list = []
 
@@ -203,15 +205,15 @@ class RayCluster:
                           detail=f"files changed by the run on its node: {', '.join(out['tampered'])}")
         return res
 
-    def warm(self, n: int, hold_s: float) -> None:
+    def warm(self, n: int, time_budget_s: float) -> None:
         """Start ``n`` Ray worker processes for this session's run tasks while the baseline runs
         alone, so that the first round of ``n + 1`` experiments finds them started (a cold worker
         starts an interpreter and imports ray and the harness: seconds each, and a node starts only
-        a few at a time). ``n`` tasks shaped like a run (one GPU each) that import the runner and
-        hold their GPU ``hold_s`` seconds (at most :data:`WARM_HOLD_S`; keep it under the time
-        budget, or the first round waits for them). Not waited for: a warm-up that fails costs a
-        cold start later, nothing else."""
-        hold = min(WARM_HOLD_S, max(0.0, hold_s))
+        a few at a time). ``n`` tasks shaped like a run (:data:`TASK_OPTIONS`) that import the runner
+        and hold their GPU half the run's ``time_budget_s`` (seconds), at most :data:`WARM_HOLD_S`, so
+        they end before the baseline does and the first round never waits for them. Not waited
+        for: a warm-up that fails costs a cold start later, nothing else."""
+        hold = min(WARM_HOLD_S, max(0.0, time_budget_s / 2))
         self.warming = [self._warmer.remote(hold) for _ in range(max(0, n))]
 
     def places(self, limit: Optional[int] = None) -> list:

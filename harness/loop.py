@@ -148,7 +148,7 @@ class Session:
         remote = self.places[0].remote
         if hasattr(remote, "warm") and needs_baseline(core.ledger.records()):
             # the baseline runs alone: start the other runners' Ray workers meanwhile
-            remote.warm(len(self.places) - 1, hold_s=self.cfg.time_budget_s / 2)
+            remote.warm(len(self.places) - 1, self.cfg.time_budget_s)
 
         def abort_if_asked():
             if self.control.stop() == "now":

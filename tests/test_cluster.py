@@ -114,7 +114,7 @@ def test_warm_up_tasks_start_one_worker_each_while_the_baseline_runs(cluster, ma
         c.wait_for_nodes()
     try:
         rc = RayCluster(c.address, make_sandbox(name="ray-warm"))
-        rc.warm(2, hold_s=1.0)
+        rc.warm(2, time_budget_s=2.0)  # each holds its GPU 1 s
         pids = ray.get(rc.warming, timeout=120)
         assert len(pids) == 2 and len(set(pids)) == 2, pids  # each held its GPU: two worker processes
     finally:
