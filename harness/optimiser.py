@@ -27,10 +27,14 @@ the spread of the scored ones (at least 0.01 bits per byte), so the sampler lear
 that region. Refusals never trained and are not trials.
 
 **Samplers**: ``tpe`` (Optuna's multivariate TPE, through its ask-and-tell interface on a study
-rebuilt from the trials), ``cmaes`` (CMA-ES of the ``cmaes`` package, the library behind Optuna's
-CmaEsSampler, on the unit cube of the space; its state is replayed from the trials in ledger
-order, one generation per population), ``random`` (uniform over the space, Optuna's
-RandomSampler). Everything is a function of the ledger and the seed, so a harness killed and
+rebuilt from the trials; its first ``startup`` trials, before it can model, are random
+one-exchange neighbours of the incumbent: the best trial so far with one knob, chosen at random,
+drawn at random from its range, as the local search of ParamILS and SMAC moves (Hutter et al.,
+JAIR 2009 and LION 2011), through Optuna's PartialFixedSampler over its RandomSampler; Optuna's
+own start-up draws every knob at random, which from a good default rarely scores well),
+``cmaes`` (CMA-ES of the ``cmaes`` package, the library behind Optuna's CmaEsSampler, on the
+unit cube of the space; its state is replayed from the trials in ledger order, one generation
+per population), ``random`` (uniform over the space, Optuna's RandomSampler). Everything is a function of the ledger and the seed, so a harness killed and
 started again continues the same search, with the earlier experiments counted as trials.
 
 Source of the comparison that motivates it: Ferreira et al., arXiv 2603.24647 (CMA-ES and TPE
@@ -277,11 +281,13 @@ def trials(records: list, read: Callable[[str], str], current: str) -> tuple[lis
 
 @dataclass(frozen=True)
 class Suggestion:
-    """The optimiser's next point: knob values, the sampler, how many trials it learnt from."""
+    """The optimiser's next point: knob values, the sampler, how many trials it learnt from, and
+    ``note``: how the point was drawn when not by the sampler's model (TPE's start-up)."""
 
     params: dict
     sampler: str
     trials: int
+    note: str = ""
 
 
 class Optimiser:
@@ -292,8 +298,9 @@ class Optimiser:
         seed: base seed; the suggestion after ``k`` trials uses ``seed + k`` (deterministic given
             the ledger, so a restart continues the same search).
         population: CMA-ES population size (default ``4 + 3 ln d``, Hansen's rule).
-        startup: TPE's random trials before it models (Optuna's ``n_startup_trials``; the
-            ledger's trials count, the baseline included).
+        startup: TPE's start-up trials before it models (Optuna's ``n_startup_trials``; the
+            ledger's trials count, the baseline included): one-exchange neighbours of the
+            incumbent (:func:`neighbour_sampler`).
 
     Raises:
         ValueError: unknown sampler.
@@ -303,6 +310,11 @@ class Optimiser:
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         self.sampler, self.seed, self.population, self.startup = sampler, seed, population, startup
+
+    def starting(self, past: list[Trial]) -> bool:
+        """True while TPE has too few trials to model: it then draws a one-knob neighbour of the
+        best trial (:func:`neighbour_sampler`)."""
+        return self.sampler == "tpe" and 0 < len(past) < self.startup
 
     def suggest(self, space: dict[str, Dimension], past: list[Trial], attempt: int = 0) -> Suggestion:
         """The next knob values (name -> value, cleaned as the knob's type) for ``space`` after the
@@ -314,13 +326,16 @@ class Optimiser:
             params = self._cmaes(space, past, seed, attempt)
         else:
             params = self._optuna(space, past, seed)
-        return Suggestion({n: space[n].clean(v) for n, v in params.items()}, self.sampler, len(past))
+        note = "start-up: one knob moved from the best trial" if self.starting(past) else ""
+        return Suggestion({n: space[n].clean(v) for n, v in params.items()}, self.sampler, len(past), note)
 
     def _optuna(self, space, past, seed) -> dict:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        if self.sampler == "tpe":
+        if self.starting(past):
+            sampler = neighbour_sampler(space, past, seed)
+        elif self.sampler == "tpe":
             sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=self.startup)
         else:
             sampler = optuna.samplers.RandomSampler(seed=seed)
@@ -348,6 +363,24 @@ class Optimiser:
             cma.ask()
         x = cma.ask()
         return {d.name: d.from_unit(u) for d, u in zip(dims, x)}
+
+
+def neighbour_sampler(space: dict[str, Dimension], past: list[Trial], seed: int):
+    """An Optuna sampler of one random one-exchange neighbour of the incumbent (the best scored
+    trial of ``past``, the first trial when none scored): every knob fixed at its value there but
+    one, chosen with ``seed``, which Optuna's RandomSampler draws from its range."""
+    import random
+    import warnings
+
+    import optuna
+
+    scored = [t for t in past if not t.penalised] or past
+    incumbent = min(scored, key=lambda t: t.value)
+    free = random.Random(seed).choice(sorted(space))
+    fixed = {n: _fit(space[n], incumbent.params.get(n, space[n].low)) for n in space if n != free}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.PartialFixedSampler(fixed, optuna.samplers.RandomSampler(seed=seed))
 
 
 def study_of(space: dict[str, Dimension], past: list[Trial], sampler=None):

@@ -69,7 +69,8 @@ class OptimiserAgent:
             if changed and file_key({**context.files, "train.py": new}) not in ran:
                 best = min((t.value for t in past if not t.penalised), default=None)
                 reason = (f"{point.sampler} after {point.trials} trials"
-                          + (f" (best trial {best:.4f})" if best is not None else ""))
+                          + (f" (best trial {best:.4f})" if best is not None else "")
+                          + (f"; {point.note}" if point.note else ""))
                 head = f"{self.name} trial {point.trials + 1}: "
                 proposal = Proposal(head + ", ".join(changed), make_unified_diff(source, new), format="trial",
                                     knob={"knob": f"{len(changed)} knobs", "action": point.sampler, "reason": reason,
