@@ -9,10 +9,11 @@ above a model size) plus Gaussian noise of sd ``--noise`` drawn afresh for every
 noise, 0.0068, is the sd of val_bpb measured for the unmodified CPU template (five runs, 60 s
 budget, 2 cores; issue 10).
 
-The agent is the same for both policies: a seeded random choice among the knob menu's moves
-from the current best (seed knobs left out, files already run left out; the local agent also leaves
-out logging, evaluation and compilation knobs, which the objective ignores: a move of one wastes a run).
-Equal compute: each policy gets ``--runs`` training runs (baseline repeats, confirmations and
+The agent is the same for both policies (``--agent``, any strategy of the search mode below). By
+default it is ``hybrid-menu``, the structure of the harness's default agent (``--agent hybrid``)
+without its model: the optimiser (TPE) proposes 7 trials in 10 and a seeded random knob-menu move
+from the current best the other 3; ``--agent menu`` is the random knob-menu move alone (seed knobs
+left out, files already run left out). Equal compute: each policy gets ``--runs`` training runs (baseline repeats, confirmations and
 re-measures count; refusals do not train and do not count). Repeated over ``--seeds`` seeds
 (same seeds for both policies).
 
@@ -36,7 +37,7 @@ the hybrid's sampler (default :data:`harness.agents.hybrid.SAMPLER`); ``tpe@N`` 
 random start-up trials (default 10). Printed per strategy: ``true_gain`` (mean, sd, min, max over
 seeds), kept changes and knobs explored. Last line: ``search: <strategy>=<true_gain> ...``.
 
-Usage: python benchmarks/yield.py [--runs 120] [--seeds 6] [--noise 0.0068]
+Usage: python benchmarks/yield.py [--runs 120] [--seeds 6] [--noise 0.0068] [--agent hybrid-menu]
        python benchmarks/yield.py --search [--strategies random,menu,tpe,cmaes,hybrid-menu] [--runs 60]
 """
 
@@ -261,6 +262,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="a [policy] setting for the noise policy instead of its default, e.g. confirm_runs=1")
     ap.add_argument("--policies", default="greedy,noise", help="which policies to run (tuning runs one)")
+    ap.add_argument("--agent", default="hybrid-menu",
+                    help="the proposing strategy for both policies (see --strategies); menu: random knob moves")
     ap.add_argument("--search", action="store_true", help="compare the proposing strategies instead of the policies")
     ap.add_argument("--strategies", default="random,menu,tpe,cmaes,hybrid-menu",
                     help="--search: which strategies (also local, hybrid: the real embedded model, slow)")
@@ -282,7 +285,8 @@ def main() -> None:
     for seed in range(args.seeds):
         for policy in args.policies.split(","):  # side by side, same seed
             res = run_policy(policy, seed, args.runs, args.noise, workdir,
-                             settings if policy == "noise" else {"baseline_runs": settings.get("baseline_runs", 3)})
+                             settings if policy == "noise" else {"baseline_runs": settings.get("baseline_runs", 3)},
+                             args.agent)
             results[policy].append(res)
             print(f"seed {seed} {policy:6s}: kept {res['kept']:2d}, false keeps {res['false_keeps']:2d}, "
                   f"true_gain {res['true_gain']:.4f}, {res['rows']} rows for {res['runs']} runs", flush=True)
@@ -297,11 +301,11 @@ def main() -> None:
                            statistics.stdev(gains) if len(gains) > 1 else 0.0, kept)
         print(f"{policy:6s}: false_keep_rate {summary[policy][0]:.3f} ({kept} kept), true_gain mean "
               f"{summary[policy][1]:.4f} sd {summary[policy][2]:.4f} (min {min(gains):.4f}, max {max(gains):.4f})")
-    print(f"{time.perf_counter() - t0:.0f} s for {2 * args.seeds} sessions of {args.runs} runs; noise sd "
-          f"{args.noise}; seeds 0-{args.seeds - 1}; noise policy {PolicySettings(**settings)}")
+    print(f"{time.perf_counter() - t0:.0f} s for {2 * args.seeds} sessions of {args.runs} runs; agent {args.agent}; "
+          f"noise sd {args.noise}; seeds 0-{args.seeds - 1}; noise policy {PolicySettings(**settings)}")
     n, g = summary["noise"], summary["greedy"]
     print(f"false_keep_rate={n[0]:.3f} true_gain={n[1]:.4f} greedy_false_keep_rate={g[0]:.3f} "
-          f"greedy_true_gain={g[1]:.4f} noise_sd={args.noise} runs={args.runs} seeds={args.seeds}")
+          f"greedy_true_gain={g[1]:.4f} noise_sd={args.noise} runs={args.runs} seeds={args.seeds} agent={args.agent}")
 
 
 if __name__ == "__main__":
