@@ -13,9 +13,9 @@ The agent is the same for both policies (``--agent``, any strategy of the search
 default it is ``hybrid-menu``, the structure of the harness's default agent (``--agent hybrid``)
 without its model: the optimiser (TPE) proposes 7 trials in 10 and a seeded random knob-menu move
 from the current best the other 3; ``--agent menu`` is the random knob-menu move alone (seed knobs
-left out, files already run left out). Equal compute: each policy gets ``--runs`` training runs (baseline repeats, confirmations and
-re-measures count; refusals do not train and do not count). Repeated over ``--seeds`` seeds
-(same seeds for both policies).
+left out, files already run left out). Equal compute: each policy gets ``--runs`` training runs
+(baseline repeats, confirmations and re-measures count; refusals do not train and do not count).
+Repeated over ``--seeds`` seeds (same seeds for both policies).
 
 - ``false_keep_rate``: kept changes (baseline excluded) whose true val_bpb is not lower than the
   true val_bpb of the best they replaced, over all kept changes of all seeds.
@@ -34,7 +34,7 @@ optimiser, :mod:`harness.optimiser`), ``hybrid-menu`` (the hybrid's optimiser wi
 on 2 cores), ``local`` (the model alone) and ``hybrid`` (the ``--agent hybrid`` of the harness:
 the optimiser with 3 trials in 10 from the model). ``hybrid:tpe``, ``hybrid-menu:cmaes`` ... pick
 the hybrid's sampler (default :data:`harness.agents.hybrid.SAMPLER`); ``tpe@N`` is TPE with N
-random start-up trials (default 10). Printed per strategy: ``true_gain`` (mean, sd, min, max over
+start-up trials (default 10). Printed per strategy: ``true_gain`` (mean, sd, min, max over
 seeds), kept changes and knobs explored. Last line: ``search: <strategy>=<true_gain> ...``.
 
 Usage: python benchmarks/yield.py [--runs 120] [--seeds 6] [--noise 0.0068] [--agent hybrid-menu]

@@ -34,8 +34,9 @@ JAIR 2009 and LION 2011), through Optuna's PartialFixedSampler over its RandomSa
 own start-up draws every knob at random, which from a good default rarely scores well),
 ``cmaes`` (CMA-ES of the ``cmaes`` package, the library behind Optuna's CmaEsSampler, on the
 unit cube of the space; its state is replayed from the trials in ledger order, one generation
-per population), ``random`` (uniform over the space, Optuna's RandomSampler). Everything is a function of the ledger and the seed, so a harness killed and
-started again continues the same search, with the earlier experiments counted as trials.
+per population), ``random`` (uniform over the space, Optuna's RandomSampler). Everything is a
+function of the ledger and the seed, so a harness killed and started again continues the same
+search, with the earlier experiments counted as trials.
 
 Source of the comparison that motivates it: Ferreira et al., arXiv 2603.24647 (CMA-ES and TPE
 ahead of random search and of an LLM alone on autoresearch's train.py).
