@@ -37,7 +37,7 @@ the hybrid's sampler (default :data:`harness.agents.hybrid.SAMPLER`); ``tpe@N`` 
 start-up trials (default 10). Printed per strategy: ``true_gain`` (mean, sd, min, max over
 seeds), kept changes and knobs explored. Last line: ``search: <strategy>=<true_gain> ...``.
 
-Usage: python benchmarks/yield.py [--runs 120] [--seeds 6] [--noise 0.0068] [--agent hybrid-menu]
+Usage: python benchmarks/yield.py [--runs 120] [--seeds 6] [--first-seed 0] [--noise 0.0068] [--agent hybrid-menu]
        python benchmarks/yield.py --search [--strategies random,menu,tpe,cmaes,hybrid-menu] [--runs 60]
 """
 
@@ -236,7 +236,7 @@ def search(args, settings: dict) -> None:
     atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     results: dict[str, list[dict]] = {s: [] for s in strategies}
     t0 = time.perf_counter()
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for strategy in strategies:
             res = run_policy("noise", seed, args.runs, args.noise, workdir, settings, strategy)
             results[strategy].append(res)
@@ -250,14 +250,20 @@ def search(args, settings: dict) -> None:
               f"max {max(gains):.4f}); kept {sum(r['kept'] for r in rows)}, false keeps "
               f"{sum(r['false_keeps'] for r in rows)}; knobs explored (median) {statistics.median(r['knobs'] for r in rows)}")
         line.append(f"{strategy}={statistics.mean(gains):.4f}")
-    print(f"{time.perf_counter() - t0:.0f} s; {args.runs} runs a session; noise sd {args.noise}; seeds 0-{args.seeds - 1}")
+    print(f"{time.perf_counter() - t0:.0f} s; {args.runs} runs a session; noise sd {args.noise}; seeds {seed_range(args)}")
     print("search: " + " ".join(line))
+
+
+def seed_range(args) -> str:
+    """``0-15`` for ``--first-seed 0 --seeds 16``."""
+    return f"{args.first_seed}-{args.first_seed + args.seeds - 1}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=120, help="training runs per session (equal compute)")
-    ap.add_argument("--seeds", type=int, default=6)
+    ap.add_argument("--seeds", type=int, default=6, help="how many seeds")
+    ap.add_argument("--first-seed", type=int, default=0, help="the first seed (held-out seeds: --first-seed 16)")
     ap.add_argument("--noise", type=float, default=0.0068, help="sd of val_bpb of an unchanged file")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="a [policy] setting for the noise policy instead of its default, e.g. confirm_runs=1")
@@ -282,7 +288,7 @@ def main() -> None:
     atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     results: dict[str, list[dict]] = {"greedy": [], "noise": []}
     t0 = time.perf_counter()
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for policy in args.policies.split(","):  # side by side, same seed
             res = run_policy(policy, seed, args.runs, args.noise, workdir,
                              settings if policy == "noise" else {"baseline_runs": settings.get("baseline_runs", 3)},
@@ -302,10 +308,10 @@ def main() -> None:
         print(f"{policy:6s}: false_keep_rate {summary[policy][0]:.3f} ({kept} kept), true_gain mean "
               f"{summary[policy][1]:.4f} sd {summary[policy][2]:.4f} (min {min(gains):.4f}, max {max(gains):.4f})")
     print(f"{time.perf_counter() - t0:.0f} s for {2 * args.seeds} sessions of {args.runs} runs; agent {args.agent}; "
-          f"noise sd {args.noise}; seeds 0-{args.seeds - 1}; noise policy {PolicySettings(**settings)}")
+          f"noise sd {args.noise}; seeds {seed_range(args)}; noise policy {PolicySettings(**settings)}")
     n, g = summary["noise"], summary["greedy"]
     print(f"false_keep_rate={n[0]:.3f} true_gain={n[1]:.4f} greedy_false_keep_rate={g[0]:.3f} "
-          f"greedy_true_gain={g[1]:.4f} noise_sd={args.noise} runs={args.runs} seeds={args.seeds} agent={args.agent}")
+          f"greedy_true_gain={g[1]:.4f} noise_sd={args.noise} runs={args.runs} seeds={seed_range(args)} agent={args.agent}")
 
 
 if __name__ == "__main__":

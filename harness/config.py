@@ -148,6 +148,7 @@ z_promising = {p.z_promising:g}              # a first run this many noise units
 alpha = {p.alpha:g}                  # keep when a one-sided t-test of the mean against the best's gives p < alpha
 remeasure_every = {p.remeasure_every}           # re-measure the best after this many experiments (drift); 0: never
 throughput_drift = {p.throughput_drift:g}        # ... and when tokens/s of a repeated file moved by more than this share
+futility_power = {p.futility_power:g}          # stop confirming a candidate whose chance to be kept (if its mean held) is below this; 0: never
 
 [rails]
 allowed_imports_extra = [{extra}]   # modules train.py may import beyond the default allowlist, e.g. "kernels"
@@ -225,6 +226,9 @@ def load(sandbox: Path) -> HarnessConfig:
     p = cfg.policy
     if p.keep not in POLICIES:
         raise ConfigError(f"{path}: [policy] keep = {p.keep!r} is not a policy; use one of {', '.join(POLICIES)}.")
+    if not 0 <= p.futility_power < 1:
+        raise ConfigError(f"{path}: [policy] futility_power = {p.futility_power:g}; use a chance from 0 (never stop "
+                          "confirming for that reason) to below 1.")
     if p.baseline_runs < 1 or not 0 <= p.confirm_runs <= p.max_confirm_runs or (p.keep == "noise" and p.baseline_runs < 2):
         raise ConfigError(f"{path}: [policy] needs baseline_runs >= 1 (>= 2 for keep = \"noise\", to measure the "
                           f"noise) and 0 <= confirm_runs <= max_confirm_runs; got {p.baseline_runs}, {p.confirm_runs} "

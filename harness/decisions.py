@@ -16,7 +16,10 @@ mean ``m`` over ``n`` runs: ``z1 = (m - x) / (sd * sqrt(1 + 1/n))``. Below ``z_p
 discarded at once (clearly worse, or not better by enough to be worth confirming). Otherwise it
 gets confirmation runs (with other seeds, below): at least ``confirm_runs`` before it can be kept,
 more while it stays promising but not yet significant, up to ``max_confirm_runs``; it stops as
-soon as the mean of its runs falls below ``z_promising`` noise units. It is kept only when the
+soon as the mean of its runs falls below ``z_promising`` noise units, or as soon as its chance to
+be kept by its last allowed run, were the mean of its runs so far its true mean, falls below
+``futility_power`` (:func:`conditional_power`; a promising first run with so small a chance gets
+no confirmation run at all). It is kept only when the
 mean of its runs ``mc`` over ``nc`` runs clears a one-sided two-sample t-test against the best
 with the pooled noise (the history's repeats and the candidate's own runs, as a two-sample t-test
 pools both samples): ``t = (m - mc) / (sd * sqrt(1/n + 1/nc)) >= t_(1-alpha, df)``, ``df`` the
@@ -75,6 +78,8 @@ class PolicySettings:
         alpha: level of the one-sided keep test (0.01: p < 0.01) and of the two-sided drift test.
         remeasure_every: re-measure the best after this many experiments without a run of it (0: never).
         throughput_drift: relative change of tokens/s of a repeated file that triggers a re-measure.
+        futility_power: confirmation stops (and a promising first run gets none) when the candidate's
+            :func:`conditional_power` falls below this (0: never for that reason).
     """
 
     keep: str = "noise"
@@ -85,6 +90,7 @@ class PolicySettings:
     alpha: float = 0.01
     remeasure_every: int = 10
     throughput_drift: float = 0.10
+    futility_power: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -243,6 +249,36 @@ def looks(settings: PolicySettings) -> int:
     return max(1, settings.max_confirm_runs - settings.confirm_runs + 1)
 
 
+def conditional_power(settings: PolicySettings, vals: list[float], best_mean: float, best_runs: int,
+                      sd: float, df: int) -> float:
+    """The chance that a candidate is kept at its last allowed run if the mean of its runs so far
+    were its true mean: conditional power under the current trend, the futility rule of group
+    sequential trials (Lan, Simon & Halperin 1982, "Stochastically curtailed tests").
+
+    The last look has ``N = 1 + max_confirm_runs`` runs and keeps when the final mean is at most
+    ``best_mean - c * sd * sqrt(1/best_runs + 1/N)``, ``c`` the look's critical t with the degrees of
+    freedom the remaining runs add (:func:`critical`); the ``N - k`` runs still to come move the final
+    mean by a normal amount of sd ``sd * sqrt(N - k) / N``. Earlier looks only add chances, so this
+    is a lower bound of the chance to be kept. ``df`` 0 (a noise not measured) uses the normal quantile.
+
+    Args:
+        vals: val_bpb of the candidate's ``k`` runs so far (bits per byte).
+        best_mean, best_runs: the best's figure and how many runs it is over.
+        sd, df: the noise (bits per byte, > 0) and its degrees of freedom now.
+    Returns:
+        A probability; 0.0 when no run is left.
+    """
+    from scipy.stats import norm
+
+    last = 1 + settings.max_confirm_runs
+    left = last - len(vals)
+    if left <= 0:
+        return 0.0
+    crit = critical(settings.alpha / looks(settings), df + left if df else 0)
+    keep_at = best_mean - crit * sd * math.sqrt(1 / best_runs + 1 / last)
+    return float(norm.cdf((keep_at - statistics.fmean(vals)) / (sd * math.sqrt(left) / last)))
+
+
 def judge(settings: PolicySettings, vals: list[float], failed: Optional[str], best: Optional[dict],
           sd: Optional[float], df: int = 0) -> Verdict:
     """The verdict on a candidate whose scored runs so far gave ``vals`` (bits per byte).
@@ -274,6 +310,13 @@ def judge(settings: PolicySettings, vals: list[float], failed: Optional[str], be
     if len(vals) == 1:
         z1 = (m - x) / (s * math.sqrt(1 + 1 / n))
         ev.update(delta=round(m - x, 6), z=round(z1, 2), runs=1)
+        power = conditional_power(settings, vals, m, n, s, df)
+        ev["power"] = round(power, 3)
+        if settings.confirm_runs >= 1 and z1 >= settings.z_promising and power < settings.futility_power:
+            ev["reason"] = (f"one run {x:.6f} vs best {m:.6f} over {n}: {z1:+.2f} noise units, but a "
+                            f"{power:.0%} chance to be kept within {1 + settings.max_confirm_runs} runs "
+                            f"(below {settings.futility_power:g}): not worth confirming")
+            return Verdict("discard", ev)
         if z1 < settings.z_promising or settings.confirm_runs < 1:
             if settings.confirm_runs < 1 and z1 >= critical(settings.alpha, df):
                 ev["reason"] = f"t {z1:.2f} >= {critical(settings.alpha, df):.2f} on one run (no confirmation runs set)"
@@ -281,7 +324,8 @@ def judge(settings: PolicySettings, vals: list[float], failed: Optional[str], be
             ev["reason"] = (f"one run {x:.6f} vs best {m:.6f} over {n}: {z1:+.2f} noise units, below "
                             f"{settings.z_promising} to be worth confirming")
             return Verdict("discard", ev)
-        ev["reason"] = f"promising ({z1:+.2f} noise units on one run): confirmation runs follow"
+        ev["reason"] = (f"promising ({z1:+.2f} noise units on one run, a {power:.0%} chance to be kept): "
+                        "confirmation runs follow")
         return Verdict("confirm", ev)
     mc, nc = statistics.fmean(vals), len(vals)
     z = (m - mc) / (s * math.sqrt(1 / n + 1 / nc))
@@ -294,11 +338,15 @@ def judge(settings: PolicySettings, vals: list[float], failed: Optional[str], be
                         f"{(m - mc) / s:+.2f} sd (noise {s:.6f}, {df} df), t {z:.2f} >= {crit:.2f} "
                         f"(one-sided, p < {settings.alpha:g} over up to {looks(settings)} looks)")
         return Verdict("keep", ev)
-    if z >= settings.z_promising and nc < 1 + settings.max_confirm_runs:
-        ev["reason"] = f"t {z:.2f} after {nc} runs: still promising, confirmation goes on"
+    power = conditional_power(settings, vals, m, n, s, df)
+    ev["power"] = round(power, 3)
+    if z >= settings.z_promising and nc < 1 + settings.max_confirm_runs and power >= settings.futility_power:
+        ev["reason"] = f"t {z:.2f} after {nc} runs, a {power:.0%} chance to be kept: confirmation goes on"
         return Verdict("confirm", ev)
     why = (f"below {settings.z_promising}: no longer promising" if z < settings.z_promising else
-           f"below {crit:.2f} after the most runs ({nc})")
+           f"below {crit:.2f} after the most runs ({nc})" if nc >= 1 + settings.max_confirm_runs else
+           f"with a {power:.0%} chance to be kept by {1 + settings.max_confirm_runs} runs if its mean held "
+           f"(below {settings.futility_power:g}): futile")
     ev["reason"] = (f"mean {mc:.6f} over {nc} runs vs best {m:.6f} over {n}: delta {m - mc:+.6f} = "
                     f"{(m - mc) / s:+.2f} sd (noise {s:.6f}, {df} df), t {z:.2f} {why} (keep needs t >= {crit:.2f}, "
                     f"one-sided p < {settings.alpha:g}, after at least {1 + settings.confirm_runs} runs)")

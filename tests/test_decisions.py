@@ -4,12 +4,13 @@ verdicts, the schedule of baseline repeats and re-measures, drift."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from harness.decisions import (Noise, PolicySettings, best_estimate, drift, due_repeat, file_key, judge, noise,
-                               ran_before, seeded)
+from harness.decisions import (Noise, PolicySettings, best_estimate, conditional_power, drift, due_repeat, file_key,
+                               judge, noise, ran_before, seeded)
 from harness.knobs import find_knobs
 
 TEMPLATE = (Path(__file__).resolve().parent.parent / "harness" / "templates" / "sandbox" / "train.py").read_text()
@@ -68,15 +69,35 @@ def test_keep_needs_the_confirmed_mean_to_clear_the_one_sided_one_percent_level(
     assert kept.action == "keep" and kept.evidence["z"] >= 2.807 and kept.evidence["runs"] == 3
     assert "p < 0.01" in kept.evidence["reason"] and kept.evidence["mean_val_bpb"] == pytest.approx(2.276667, abs=1e-6)
     # the same runs against a noise measured from 2 degrees of freedom only: Student's t_0.9975 = 14.09
+    # (and three more runs, 5 df at the last look, t_0.9975 = 4.77, would not get there at this mean: futile)
     few = judge(NOISE, [2.27, 2.28, 2.28], None, best, 0.01, df=2)
-    assert few.action == "confirm" and few.evidence["threshold"] == pytest.approx(14.089, abs=1e-3)
+    assert few.action == "discard" and few.evidence["threshold"] == pytest.approx(14.089, abs=1e-3)
+    assert "futile" in few.evidence["reason"]
+    close = judge(NOISE, [2.27, 2.28, 2.285], None, best, 0.01)  # t 2.65: not yet, but likely by 6 runs
+    assert close.action == "confirm" and 1.0 <= close.evidence["z"] < 2.807 and close.evidence["power"] > 0.5
     lucky = judge(NOISE, [2.27, 2.30, 2.30], None, best, 0.01)  # one lucky run, then the seeds say: less
-    assert lucky.action == "confirm" and 1.0 <= lucky.evidence["z"] < 2.807, "still promising: more runs"
+    assert lucky.action == "discard" and 1.0 <= lucky.evidence["z"] < 2.807 and "futile" in lucky.evidence["reason"]
     faded = judge(NOISE, [2.27, 2.30, 2.30, 2.30], None, best, 0.01)
     assert faded.action == "discard" and "no longer promising" in faded.evidence["reason"]
     small = judge(NOISE, [2.285] * 6, None, best, 0.01)  # 1.5 sd better, never significant: stop at the most runs
     assert small.action == "discard" and "after the most runs (6)" in small.evidence["reason"]
     assert judge(NOISE, [2.20], "crash", best, 0.01).action == "discard"
+
+
+def test_confirmation_stops_when_the_chance_to_be_kept_is_small():
+    """Conditional power under the current trend (Lan, Simon & Halperin 1982), by hand: the last
+    look (6 runs) keeps a mean <= 2.30 - 2.807 * 0.01 * sqrt(1/3 + 1/6) = 2.28015; five runs to come
+    move a mean of 2.285 by N(0, 0.01 * sqrt(5) / 6)."""
+    from scipy.stats import norm
+
+    best = {"val_bpb": 2.30, "runs": 3}
+    expected = norm.cdf((2.30 - 2.807034 * 0.01 * (1 / 3 + 1 / 6) ** 0.5 - 2.285) / (0.01 * 5 ** 0.5 / 6))
+    assert conditional_power(NOISE, [2.285], 2.30, 3, 0.01, 0) == pytest.approx(expected, abs=1e-4)
+    assert 0.05 < expected < 0.2
+    small = judge(NOISE, [2.285], None, best, 0.01)  # 1.3 noise units: promising, but hardly ever kept
+    assert small.action == "discard" and "not worth confirming" in small.evidence["reason"]
+    assert judge(replace(NOISE, futility_power=0.0), [2.285], None, best, 0.01).action == "confirm"
+    assert conditional_power(NOISE, [2.28] * 6, 2.30, 3, 0.01, 0) == 0.0  # no run left
 
 
 def test_a_candidate_cut_short_is_not_kept_and_greedy_keeps_any_strict_improvement():
