@@ -79,7 +79,8 @@ def test_sigkill_at_any_instant_then_restart_keeps_the_record_complete_and_true(
     print(f"FAULT_SEED={seed}")
     rng = random.Random(seed)
     # the default noise-aware policy: kills also fall in baseline repeats, confirmation runs and re-measures
-    sandbox = quick_sandbox(mode="score", sleep_s=0.4, policy={"remeasure_every": "6"})
+    # (the scores are hashes, so no futility stop: every promising first run gets its confirmation runs)
+    sandbox = quick_sandbox(mode="score", sleep_s=0.4, policy={"remeasure_every": "6", "futility_power": "0"})
     plan = [("point", p) for p in POINTS for _ in range(2)] + [("random", None)] * RANDOM_KILLS
     rng.shuffle(plan)
     seen, kills, repaired, t0 = [], 0, [], time.monotonic()

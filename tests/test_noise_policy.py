@@ -70,7 +70,7 @@ def test_a_real_session_keeps_the_real_improvement_and_no_null_change_and_trains
 def test_the_mcp_answer_gives_the_evidence_and_a_duplicate_is_refused_without_training(quick_sandbox):
     from harness.mcp_service import ResearchService
 
-    sandbox = quick_sandbox(sleep_s=0.05, policy={"z_promising": "-100"})  # every run is worth confirming
+    sandbox = quick_sandbox(sleep_s=0.05, policy={"z_promising": "-100", "futility_power": "0"})  # every run is confirmed
     service = ResearchService(sandbox)
     first = service.call("run_experiment", null_change("UNUSED_A"))
     text = first.text
