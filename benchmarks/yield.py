@@ -280,7 +280,8 @@ def main() -> None:
     settings = {}
     for item in args.set:
         name, value = item.split("=", 1)
-        settings[name] = type(getattr(defaults, name))(value)
+        kind = type(getattr(defaults, name))
+        settings[name] = value.lower() in ("true", "1", "yes") if kind is bool else kind(value)
     if args.search:
         search(args, settings)
         return

@@ -149,6 +149,7 @@ alpha = {p.alpha:g}                  # keep when a one-sided t-test of the mean 
 remeasure_every = {p.remeasure_every}           # re-measure the best after this many experiments (drift); 0: never
 throughput_drift = {p.throughput_drift:g}        # ... and when tokens/s of a repeated file moved by more than this share
 futility_power = {p.futility_power:g}          # stop confirming a candidate whose chance to be kept (if its mean held) is below this; 0: never
+surrogate = {str(p.surrogate).lower()}             # also keep a knob-only change on a Gaussian-process model of all runs of the same code (pooled evidence); false: the t-test alone
 
 [rails]
 allowed_imports_extra = [{extra}]   # modules train.py may import beyond the default allowlist, e.g. "kernels"
@@ -256,8 +257,12 @@ def _policy(table: dict) -> PolicySettings:
     for name, default in vars(defaults).items():
         if name in table:
             value = table[name]
-            if isinstance(value, bool) or not isinstance(value, (type(default), int) if isinstance(default, float)
-                                                         else type(default)):
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            else:
+                ok = not isinstance(value, bool) and isinstance(
+                    value, (float, int) if isinstance(default, float) else type(default))
+            if not ok:
                 raise ValueError(f"[policy] {name} must be {type(default).__name__}, got {value!r}")
             values[name] = type(default)(value)
     return PolicySettings(**values)

@@ -32,6 +32,14 @@ runs on, at most ``max_confirm_runs - confirm_runs + 1`` times (4 by default), e
 ``alpha / looks`` (Bonferroni), so a change with no effect is kept with a chance below ``alpha``
 over the whole procedure; ``benchmarks/yield.py`` measures the resulting false-keep rate.
 
+**Pooled evidence** (``surrogate``, on by default): a candidate that changes only knob values is
+also judged by a Gaussian-process model of every run of the same code (:mod:`harness.surrogate`),
+so that a small improvement along a knob is estimated from the neighbouring files' runs as well
+as from its own repeats. A candidate the t-test does not keep (yet) is kept when the mean of its
+own runs is below the best's and the model's posterior probability that it is no better than the
+best is below ``alpha`` (``z >= z_(1-alpha)``, 2.33 at 0.01). This is a Bayesian rule, not a test
+level: its false-keep rate is what ``benchmarks/yield.py`` measures.
+
 **Seeds.** Confirmation runs and baseline repeats change the seed (``SEED`` knob + 1000 j for
 repeat j; the committed file runs with its own seed), so that a change whose only effect is a
 different random draw (a width +1 reshuffles every initial weight) is judged by its mean over
@@ -80,6 +88,9 @@ class PolicySettings:
         throughput_drift: relative change of tokens/s of a repeated file that triggers a re-measure.
         futility_power: confirmation stops (and a promising first run gets none) when the candidate's
             :func:`conditional_power` falls below this (0: never for that reason).
+        surrogate: also keep a candidate that changes only knobs when a Gaussian-process model of
+            all runs of that code puts its improvement at z >= the normal quantile of ``alpha``
+            (:mod:`harness.surrogate`); False: the t-test alone.
     """
 
     keep: str = "noise"
@@ -91,6 +102,7 @@ class PolicySettings:
     remeasure_every: int = 10
     throughput_drift: float = 0.10
     futility_power: float = 0.2
+    surrogate: bool = True
 
 
 @dataclass(frozen=True)
@@ -280,8 +292,13 @@ def conditional_power(settings: PolicySettings, vals: list[float], best_mean: fl
 
 
 def judge(settings: PolicySettings, vals: list[float], failed: Optional[str], best: Optional[dict],
-          sd: Optional[float], df: int = 0) -> Verdict:
+          sd: Optional[float], df: int = 0, model=None) -> Verdict:
     """The verdict on a candidate whose scored runs so far gave ``vals`` (bits per byte).
+
+    Under ``noise``, a candidate the t-test would not keep (yet) is kept on the pooled evidence
+    of ``model`` when its own mean is below the best's and the model's z (posterior mean of the
+    improvement over its posterior sd) is at least the normal quantile ``z_(1-alpha)`` (2.33 at
+    0.01): the posterior probability that it is no better is then below ``alpha``.
 
     Args:
         settings: the policy.
@@ -291,7 +308,27 @@ def judge(settings: PolicySettings, vals: list[float], failed: Optional[str], be
             None (nothing kept yet: the candidate is kept as it is).
         sd, df: the noise sd then and its degrees of freedom (sd None: not measured; ``noise``
             then judges with a vanishing sd, so any confirmed improvement is kept).
+        model: the :class:`harness.surrogate.ModelEvidence` on this candidate, or None.
     """
+    verdict = _ttest(settings, vals, failed, best, sd, df)
+    if model is None or settings.keep != "noise" or best is None or failed:
+        return verdict
+    ev = {**verdict.evidence, "model_delta": round(model.delta, 6), "model_sd": round(model.sd, 6),
+          "model_z": round(model.z, 2), "model_files": model.files}
+    need = critical(settings.alpha, 0)
+    mean = statistics.fmean(vals)
+    if verdict.action != "keep" and mean < best["val_bpb"] and model.z >= need:
+        ev["reason"] = (f"mean {mean:.6f} over {len(vals)} run{'s' if len(vals) > 1 else ''} vs best "
+                        f"{best['val_bpb']:.6f}; the model of {model.files} knob variants of this code "
+                        f"({model.runs} runs) puts it {model.delta:+.6f} below the best, posterior sd "
+                        f"{model.sd:.6f}: z {model.z:.2f} >= {need:.2f} (P(no better) < {settings.alpha:g})")
+        return Verdict("keep", ev)
+    return Verdict(verdict.action, ev)
+
+
+def _ttest(settings: PolicySettings, vals: list[float], failed: Optional[str], best: Optional[dict],
+           sd: Optional[float], df: int) -> Verdict:
+    """:func:`judge` on the candidate's and the best's own runs: greedy, or the sequential t-test."""
     x = vals[0]
     if best is None:
         return Verdict("keep", {"policy": settings.keep, "reason": "nothing kept yet: this is the first figure"})

@@ -51,6 +51,7 @@ only the runs overlap. Rows land in the order experiments end, so numbers may co
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
@@ -67,8 +68,10 @@ from .faults import point
 from .inflight import clear_marker, write_marker
 from .integrity import check_after_run, fingerprint
 from .ledger import STATUS_OF, ExperimentRecord, Ledger, next_number
+from .optimiser import GitFiles
 from .runners import Place, worktree_of
 from .sandbox import DISCARDED_PREFIX, RUNNING_PREFIX, Sandbox, SandboxError, commit_message, parse_trailers
+from .surrogate import model_evidence
 
 BASELINE = "baseline (unmodified train.py)"
 
@@ -332,7 +335,32 @@ class ExperimentRunner:
         vals = [r["val_bpb"] for r in runs if r["outcome"] == "ok"]
         failed = next((r["outcome"] for r in runs[1:] if r["outcome"] != "ok"), None)
         sd, df = pooled(marker.get("noise_sd"), marker.get("noise_df", 0), vals)
-        return judge(self.cfg.policy, vals, failed, marker.get("best"), sd, df)
+        try:
+            model, problem = (None if failed else self._model(marker, vals, sd)), None
+        except (OSError, SyntaxError, ValueError, ArithmeticError) as exc:
+            model, problem = None, f"the model of the knob variants failed ({exc}); the t-test decided alone"
+        verdict = judge(self.cfg.policy, vals, failed, marker.get("best"), sd, df, model)
+        if problem:
+            verdict.evidence["model_error"] = problem
+        return verdict
+
+    def _model(self, marker: dict, vals: list[float], sd: Optional[float]):
+        """The pooled evidence of :mod:`harness.surrogate` on a candidate that looks better than
+        the best on its own runs, or None (not asked for or not applicable).
+
+        Raises:
+            OSError, SyntaxError, ValueError, ArithmeticError: the model could not be built.
+        """
+        best, p = marker.get("best"), self.cfg.policy
+        if p.keep != "noise" or not p.surrogate or best is None or not sd or not vals or \
+                statistics.fmean(vals) >= best["val_bpb"] or not marker.get("commit"):
+            return None
+        records = self.ledger.records()
+        top = next((r for r in records if r["experiment"] == best.get("experiment")), None)
+        if top is None or not top.get("commit"):
+            return None
+        read = GitFiles(self.sandbox.path)
+        return model_evidence(records, read, top["commit"], read(marker["commit"]), vals, sd)
 
     def repeat(self, n: int, of: dict, index: int, reason: str, started: float,
                on_tick: Callable[[float], None] | None = None, place: Optional[Place] = None) -> ExperimentRecord:
@@ -539,7 +567,8 @@ class ExperimentRunner:
 def trailers(rec: ExperimentRecord, agent_name: str) -> dict:
     """The final git trailers of an experiment's commit: number, status, outcome, val_bpb, the
     best's figure, what the run did (steps, tokens/s, MFU and SM clock on CUDA) and, under a decision, the
-    evidence (runs, mean, noise, delta, z, the reason)."""
+    evidence (runs, mean, noise, delta, z, the model's z where :mod:`harness.surrogate` was asked,
+    the reason)."""
     d = rec.decision or {}
     out = {"Experiment": rec.experiment, "Status": STATUS_OF[rec.outcome], "Outcome": rec.outcome,
            "Val-Bpb": _fmt(rec.val_bpb), "Parent-Val-Bpb": _fmt(rec.parent_val_bpb),
@@ -548,7 +577,7 @@ def trailers(rec: ExperimentRecord, agent_name: str) -> dict:
            "Gpu-Clock-Mhz": None if rec.gpu_clock_mhz is None else f"{rec.gpu_clock_mhz:.0f}",
            "Runs": d.get("runs"), "Mean-Val-Bpb": _fmt(d.get("mean_val_bpb")),
            "Noise-Sd": _fmt(d.get("noise_sd")), "Delta": _fmt(d.get("delta")), "Z": d.get("z"),
-           "Decision": d.get("reason"), "Agent": agent_name}
+           "Model-Z": d.get("model_z"), "Decision": d.get("reason"), "Agent": agent_name}
     return {k: v for k, v in out.items() if v is not None}
 
 

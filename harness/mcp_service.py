@@ -44,9 +44,12 @@ RUN_EXPERIMENT = {
         "it, trains for the fixed time budget and scores val_bpb. Under the default noise-aware policy a run clearly "
         "worse than the best is discarded at once; a promising one runs again with other seeds (confirmation runs) "
         "and is kept only when its mean beats the best's by more than the measured noise allows by chance "
-        "(a one-sided two-sample t-test, p < 0.01 over up to 4 looks as confirmation runs come in); otherwise "
-        "train.py goes back to the best version. The answer gives the "
-        "outcome, val_bpb, the evidence (runs, mean, noise, delta, t and its threshold), the best so far and, on a crash, the end of "
+        "(a one-sided two-sample t-test, p < 0.01 over up to 4 looks as confirmation runs come in), or, for a "
+        "change of knob values only, when a Gaussian-process model of all runs of that code puts it below the best "
+        "with probability > 0.99 (it pools the neighbouring files' runs, so a keep may come after one run); "
+        "otherwise train.py goes back to the best version. The answer gives the "
+        "outcome, val_bpb, the evidence (runs, mean, noise, delta, t and its threshold, the model's z), the best so far "
+        "and, on a crash, the end of "
         "the run log. The first call on a new sandbox runs the unmodified baseline first, several times, to measure "
         "the noise; from time to time the harness re-measures the best before your experiment (drift)."),
     "parameters": {
