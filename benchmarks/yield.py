@@ -168,18 +168,13 @@ def make_sandbox(root: Path, policy: str, settings: dict) -> Path:
     return root
 
 
-def run_policy(policy: str, seed: int, runs: int, sd: float, workdir: Path, settings: dict,
-               strategy: str = "menu") -> dict:
-    """One session of ``runs`` training runs under ``policy`` with the agent of ``strategy``;
-    the true figures of its record."""
+def simulate(sandbox: Path, sim: SimulatedRunner, agent, runs: int) -> list[dict]:
+    """Run a session of the real experiment core on ``sandbox`` (:func:`make_sandbox`) until
+    ``sim`` has made ``runs`` training runs, each proposal from ``agent``; the ledger's records."""
     from harness.agents.base import Context
     from harness.config import load
     from harness.core import ExperimentCore
-    from harness.optimiser import GitFiles, changed_knobs
 
-    sandbox = make_sandbox(workdir / f"{policy}-{strategy}-{seed}", policy, settings)
-    sim = SimulatedRunner(sandbox, sd, random.Random(seed * 7919 + 1))
-    agent = make_strategy(strategy, seed)
     core = ExperimentCore(sandbox, load(sandbox), agent.name, measure=sim)
     with core.holding():
         while sim.runs < runs:
@@ -189,7 +184,18 @@ def run_policy(policy: str, seed: int, runs: int, sd: float, workdir: Path, sett
             context = Context(experiment=records[-1]["experiment"] + 1, program="", files=core.files(),
                               history=records, best_val_bpb=core.ledger.best()[0], sandbox=sandbox)
             core.submit(agent.propose(context), time.time())
-    records = core.ledger.records()
+    return core.ledger.records()
+
+
+def run_policy(policy: str, seed: int, runs: int, sd: float, workdir: Path, settings: dict,
+               strategy: str = "menu") -> dict:
+    """One session of ``runs`` training runs under ``policy`` with the agent of ``strategy``;
+    the true figures of its record."""
+    from harness.optimiser import GitFiles, changed_knobs
+
+    sandbox = make_sandbox(workdir / f"{policy}-{strategy}-{seed}", policy, settings)
+    sim = SimulatedRunner(sandbox, sd, random.Random(seed * 7919 + 1))
+    records = simulate(sandbox, sim, make_strategy(strategy, seed), runs)
     truth = {}
     for r in records:
         if r.get("commit") and r["file_key"] not in truth:

@@ -124,11 +124,6 @@ def test_the_setting_is_in_harness_toml_and_must_be_a_boolean(tmp_path):
 def _session(tmp_path, settings: dict, runs: int = 30, seed: int = 3):
     """A session of the real core with benchmarks/yield.py's simulated runner and random knob moves."""
     import importlib.util
-    import time
-
-    from harness.agents.base import Context
-    from harness.config import load
-    from harness.core import ExperimentCore
 
     spec = importlib.util.spec_from_file_location("yield_bench", Path(__file__).resolve().parent.parent /
                                                   "benchmarks" / "yield.py")
@@ -136,17 +131,7 @@ def _session(tmp_path, settings: dict, runs: int = 30, seed: int = 3):
     spec.loader.exec_module(bench)
     box = bench.make_sandbox(tmp_path / "s", "noise", settings)
     sim = bench.SimulatedRunner(box, 0.0068, random.Random(seed))
-    agent = bench.make_strategy("menu", seed)
-    core = ExperimentCore(box, load(box), agent.name, measure=sim)
-    with core.holding():
-        while sim.runs < runs:
-            if core.run_due():
-                continue
-            recs = core.ledger.records()
-            core.submit(agent.propose(Context(experiment=recs[-1]["experiment"] + 1, program="", files=core.files(),
-                                              history=recs, best_val_bpb=core.ledger.best()[0], sandbox=box)),
-                        time.time())
-    return box, core.ledger.records()
+    return box, bench.simulate(box, sim, bench.make_strategy("menu", seed), runs)
 
 
 def test_a_session_keeps_on_the_model_after_one_run_and_the_trailers_say_so(tmp_path):
