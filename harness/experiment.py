@@ -141,6 +141,7 @@ class ExperimentRunner:
         self.flying: dict[int, dict] = {}
         self._highest = 0
         self._head_files: tuple = (None, {})
+        self._last_verdict: tuple = (None, None)
 
     def _subprocess(self, run_dir: Path, on_tick, place: Place):
         from .runner import run_experiment
@@ -332,6 +333,12 @@ class ExperimentRunner:
         return [self.conclude(marker, rec, extra), *extra]
 
     def _verdict(self, marker: dict, runs: list[dict]):
+        """The policy's verdict on ``runs`` of experiment ``marker`` (:func:`judge`); the last one is
+        reused for the same runs (the confirmation loop's last verdict is also the one
+        :meth:`settle` writes: the model is fitted once)."""
+        key = (marker["experiment"], tuple((r["outcome"], r.get("val_bpb")) for r in runs))
+        if self._last_verdict[0] == key:
+            return self._last_verdict[1]
         vals = [r["val_bpb"] for r in runs if r["outcome"] == "ok"]
         failed = next((r["outcome"] for r in runs[1:] if r["outcome"] != "ok"), None)
         sd, df = pooled(marker.get("noise_sd"), marker.get("noise_df", 0), vals)
@@ -342,6 +349,7 @@ class ExperimentRunner:
         verdict = judge(self.cfg.policy, vals, failed, marker.get("best"), sd, df, model)
         if problem:
             verdict.evidence["model_error"] = problem
+        self._last_verdict = (key, verdict)
         return verdict
 
     def _model(self, marker: dict, vals: list[float], sd: Optional[float]):
