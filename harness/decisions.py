@@ -37,8 +37,13 @@ also judged by a Gaussian-process model of every run of the same code (:mod:`har
 so that a small improvement along a knob is estimated from the neighbouring files' runs as well
 as from its own repeats. A candidate the t-test does not keep (yet) is kept when the mean of its
 own runs is below the best's and the model's posterior probability that it is no better than the
-best is below ``alpha`` (``z >= z_(1-alpha)``, 2.33 at 0.01). This is a Bayesian rule, not a test
-level: its false-keep rate is what ``benchmarks/yield.py`` measures.
+best is below ``alpha`` (``z >= z_(1-alpha)``, 2.33 at 0.01) on its first run, below ``alpha /
+looks`` (2.81) on a later one: the model is looked at after every run as the t-test is, and its
+level is split the same way. A candidate the t-test would discard (not promising on its own runs,
+or futile: against a best measured on few runs the t-test cannot keep a small improvement within
+the runs allowed) gets confirmation runs while its own mean is below the best's and the model's z
+is at least ``z_promising``. This is a Bayesian rule, not a test level: its false-keep rate is what
+``benchmarks/yield.py`` measures.
 
 **Seeds.** Confirmation runs and baseline repeats change the seed (``SEED`` knob + 1000 j for
 repeat j; the committed file runs with its own seed), so that a change whose only effect is a
@@ -90,7 +95,8 @@ class PolicySettings:
             :func:`conditional_power` falls below this (0: never for that reason).
         surrogate: also keep a candidate that changes only knobs when a Gaussian-process model of
             all runs of that code puts its improvement at z >= the normal quantile of ``alpha``
-            (:mod:`harness.surrogate`); False: the t-test alone.
+            (of ``alpha / looks`` after more than one run), and confirm one it puts at z >=
+            ``z_promising`` (:mod:`harness.surrogate`); False: the t-test alone.
     """
 
     keep: str = "noise"
@@ -298,7 +304,9 @@ def judge(settings: PolicySettings, vals: list[float], failed: Optional[str], be
     Under ``noise``, a candidate the t-test would not keep (yet) is kept on the pooled evidence
     of ``model`` when its own mean is below the best's and the model's z (posterior mean of the
     improvement over its posterior sd) is at least the normal quantile ``z_(1-alpha)`` (2.33 at
-    0.01): the posterior probability that it is no better is then below ``alpha``.
+    0.01) on one run, ``z_(1-alpha/looks)`` (2.81) on more: the posterior probability that it is no
+    better is then below that level. One the t-test would discard gets confirmation runs while
+    its own mean is below the best's and the model's z is at least ``z_promising``.
 
     Args:
         settings: the policy.
@@ -315,14 +323,20 @@ def judge(settings: PolicySettings, vals: list[float], failed: Optional[str], be
         return verdict
     ev = {**verdict.evidence, "model_delta": round(model.delta, 6), "model_sd": round(model.sd, 6),
           "model_z": round(model.z, 2), "model_files": model.files}
-    need = critical(settings.alpha, 0)
+    level = settings.alpha if len(vals) == 1 else settings.alpha / looks(settings)
+    need = critical(level, 0)
     mean = statistics.fmean(vals)
+    said = (f"mean {mean:.6f} over {len(vals)} run{'s' if len(vals) > 1 else ''} vs best {best['val_bpb']:.6f}; "
+            f"the model of {model.files} knob variants of this code ({model.runs} runs) puts it "
+            f"{model.delta:+.6f} below the best, posterior sd {model.sd:.6f}: z {model.z:.2f}")
     if verdict.action != "keep" and mean < best["val_bpb"] and model.z >= need:
-        ev["reason"] = (f"mean {mean:.6f} over {len(vals)} run{'s' if len(vals) > 1 else ''} vs best "
-                        f"{best['val_bpb']:.6f}; the model of {model.files} knob variants of this code "
-                        f"({model.runs} runs) puts it {model.delta:+.6f} below the best, posterior sd "
-                        f"{model.sd:.6f}: z {model.z:.2f} >= {need:.2f} (P(no better) < {settings.alpha:g})")
+        ev["reason"] = f"{said} >= {need:.2f} (P(no better) < {level:g})"
         return Verdict("keep", ev)
+    if verdict.action == "discard" and mean < best["val_bpb"] and model.z >= settings.z_promising and \
+            len(vals) < 1 + settings.max_confirm_runs:
+        ev["reason"] = (f"{said}, promising on the pooled evidence ({verdict.evidence.get('reason', '')}): "
+                        "confirmation runs follow")
+        return Verdict("confirm", ev)
     return Verdict(verdict.action, ev)
 
 

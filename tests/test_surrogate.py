@@ -100,7 +100,24 @@ def test_no_model_for_other_code_or_too_few_files_and_none_asked_by_greedy():
     assert judge(PolicySettings(), [2.29, 2.29], "crash", best, SD, 10, strong).action == "discard"
     weak = replace(strong, delta=0.002)
     verdict = judge(PolicySettings(), [2.299], None, best, SD, 10, weak)
-    assert verdict.action == "discard" and verdict.evidence["model_z"] == 2.0
+    assert verdict.evidence["model_z"] == 2.0 and verdict.action != "keep"
+
+
+def test_the_model_gives_confirmation_runs_and_its_later_looks_are_split_like_the_t_tests():
+    best, ev = {"val_bpb": 2.30, "runs": 3}, ModelEvidence(delta=0.004, sd=0.004, files=20, runs=30)
+    # one run 0.25 sd better: the t-test alone would not confirm it; the model (z 1.0) asks for more runs
+    assert judge(PolicySettings(surrogate=False), [2.299], None, best, SD, 10).action == "discard"
+    verdict = judge(PolicySettings(), [2.299], None, best, SD, 10, ev)
+    assert verdict.action == "confirm" and "promising on the pooled evidence" in verdict.evidence["reason"]
+    assert judge(PolicySettings(), [2.299], None, best, SD, 10, replace(ev, delta=0.0039)).action == "discard"
+    # after the first run the model's threshold is z_(1 - 0.01/4) = 2.81, as the t-test splits its level
+    assert judge(PolicySettings(), [2.299, 2.2995], None, best, SD, 10, replace(ev, delta=0.0108)).action == "confirm"
+    kept = judge(PolicySettings(), [2.299, 2.2995], None, best, SD, 10, replace(ev, delta=0.0116))
+    assert kept.action == "keep" and ">= 2.81 (P(no better) < 0.0025)" in kept.evidence["reason"]
+    assert judge(PolicySettings(), [2.299], None, best, SD, 10, replace(ev, delta=0.0096)).action == "keep"
+    # no run left: discarded whatever the model says below its threshold
+    six = [2.299] * 6
+    assert judge(PolicySettings(), six, None, best, SD, 10, replace(ev, delta=0.0108)).action == "discard"
 
 
 def test_the_setting_is_in_harness_toml_and_must_be_a_boolean(tmp_path):
